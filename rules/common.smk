@@ -1,0 +1,60 @@
+# Helpers shared by all rules: sample discovery, paths, stage parameters.
+import json
+from pathlib import Path
+
+from micrometry._versions import STAGE_VERSIONS
+from micrometry.samples import discover_samples
+
+INPUT_DIR = Path(config["input_dir"])
+RESULTS = config["results_dir"]
+SAMPLES = discover_samples(INPUT_DIR, exclude_dirs=tuple(config["exclude_dirs"]))
+
+
+wildcard_constraints:
+    sample=r"[^\\]+",
+
+
+def raw_image(wildcards):
+    """Input micrograph of one sample."""
+    return str(INPUT_DIR / SAMPLES[wildcards.sample])
+
+
+def roi_mask(wildcards):
+    """The sample's ROI mask ({roi_dir}/{sample}.png/.tif) if one exists, else nothing."""
+    roi_dir = config["segment"]["roi_dir"]
+    if not roi_dir:
+        return []
+    for ext in (".png", ".tif", ".tiff"):
+        path = Path(roi_dir) / f"{wildcards.sample}{ext}"
+        if path.exists():
+            return [str(path)]
+    return []
+
+
+def as_json(obj):
+    """Compact, key-sorted JSON: stable text for params and shell arguments."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def segment_settings():
+    """What should rerun the segment stage: its section of the config, without roi_dir
+    (a changed ROI file reruns it through its input instead)."""
+    settings = {k: v for k, v in config["segment"].items() if k != "roi_dir"}
+    return as_json(settings)
+
+
+def get_final_output():
+    """Everything `rule all` asks for."""
+    out = [
+        f"{RESULTS}/dataset/objects.parquet",
+        f"{RESULTS}/dataset/images.parquet",
+    ]
+    out += expand(f"{RESULTS}/qc/{{sample}}.png", sample=SAMPLES)
+    return out
+
+
+def write_run_provenance():
+    """{results}/provenance/<timestamp>.json with the resolved config and versions."""
+    from micrometry.provenance import write_run_provenance as _write
+
+    _write(RESULTS, config=config)

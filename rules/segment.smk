@@ -1,0 +1,25 @@
+rule segment:
+    """Instance segmentation into labels/instances of the image's store; the summary
+    JSON is the rule's declared output (a file inside the store cannot be one)."""
+    input:
+        store=f"{RESULTS}/images/{{sample}}.ome.zarr",
+        roi=roi_mask,
+    output:
+        summary=f"{RESULTS}/segment/{{sample}}.json",
+    log:
+        f"{RESULTS}/logs/segment/{{sample}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/segment/{{sample}}.tsv"
+    params:
+        version=STAGE_VERSIONS["segment"],
+        settings=segment_settings(),
+        roi=lambda wildcards, input: f"--roi {input.roi[0]}" if input.roi else "",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/micrometry.yaml"
+    shell:
+        "micrometry segment {input.store:q} {output.summary:q} --sample {wildcards.sample:q}"
+        " --settings {params.settings:q} {params.roi} > {log:q} 2>&1"

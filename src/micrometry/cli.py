@@ -1,0 +1,212 @@
+"""``micrometry <command>``: the command line that the Snakemake rules call.
+
+Every subcommand is a thin wrapper over a function of the package, so all
+logic is testable without Snakemake.  Heavy modules are imported inside the
+subcommand that needs them: ``micrometry --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import micrometry
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from micrometry.train.synth import write_synthetic_dataset
+
+    paths = write_synthetic_dataset(
+        args.out, n=args.n, seed=args.seed, shape=(args.height, args.width), tiff_fraction=args.tiff_fraction
+    )
+    print(f"wrote {len(paths)} synthetic micrographs to {Path(args.out) / 'images'} "
+          f"(ground truth in {Path(args.out) / 'truth'})")
+    return 0
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from micrometry.samples import discover_samples
+
+    for sample, rel in discover_samples(args.input_dir).items():
+        print(f"{sample}\t{rel}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from micrometry.stages import run_ingest
+
+    attrs = run_ingest(args.image, args.store, sample=args.sample or Path(args.image).stem,
+                       chunk_px=args.chunk_px, max_pixels=args.max_pixels, error_json=args.error_json)
+    if attrs["status"] != "ok":
+        print(f"micrometry ingest: {args.image}: {attrs['reason']} (recorded as failed sample)", file=sys.stderr)
+    else:
+        print(f"ingested {args.image}: {attrs['shape']} {attrs['dtype']} -> {args.store}")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from micrometry.stages import run_calibrate
+
+    if args.output and len(args.images) != 1:
+        raise SystemExit("micrometry calibrate: --output takes exactly one IMAGE")
+    if args.output:
+        sample = args.sample or Path(args.images[0]).stem
+        result = run_calibrate(args.images[0], args.output, sample=sample,
+                               overrides_csv=args.overrides, scalebar=args.scalebar)
+        print(json.dumps(result))
+        return 0
+    from micrometry.calibrate.overrides import load_overrides
+    from micrometry.calibrate.stage import calibrate_image
+
+    overrides = load_overrides(args.overrides) if args.overrides else None
+    status = 0
+    for image in args.images:
+        try:
+            result = calibrate_image(image, sample=Path(image).stem, overrides=overrides, scalebar=args.scalebar)
+        except Exception as exc:  # report and go on with the next image
+            print(f"micrometry calibrate: {image}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(json.dumps(result))
+    return status
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from micrometry.stages import run_segment
+
+    settings = json.loads(args.settings) if args.settings else {"method": "classical"}
+    summary = run_segment(args.store, args.summary, sample=args.sample, settings=settings, roi_path=args.roi)
+    print(f"segmented {args.sample}: status {summary['status']}, {summary['n_objects']} objects")
+    return 0
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from micrometry.stages import run_measure
+
+    n = run_measure(args.store, args.calibration, args.segment, args.output, sample=args.sample,
+                    min_confidence=args.min_confidence, use_low_confidence=args.use_low_confidence)
+    print(f"measured {args.sample}: {n} objects -> {args.output}")
+    return 0
+
+
+def _cmd_qc(args: argparse.Namespace) -> int:
+    from micrometry.stages import run_qc
+
+    run_qc(args.store, args.calibration, args.segment, args.objects, args.overlay, args.sizes, sample=args.sample)
+    return 0
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> int:
+    from micrometry.stages import run_aggregate
+
+    samples = list(args.samples or [])
+    if args.samples_file:
+        samples += [s for s in Path(args.samples_file).read_text().splitlines() if s.strip()]
+    params = json.loads(args.params) if args.params else None
+    written = run_aggregate(samples, args.results, args.out_dir, params=params)
+    for path in written.values():
+        print(path)
+    return 0
+
+
+def _cmd_provenance(args: argparse.Namespace) -> int:
+    from micrometry.provenance import write_run_provenance
+
+    config = json.loads(args.config) if args.config else {}
+    print(write_run_provenance(args.results, config=config))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``micrometry`` command."""
+    p = argparse.ArgumentParser(prog="micrometry", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"micrometry {micrometry.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="render synthetic micrographs with ground truth")
+    s.add_argument("out", help="output folder (images/ and truth/ are created inside)")
+    s.add_argument("--n", type=int, default=8, help="number of images (default 8)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--height", type=int, default=768)
+    s.add_argument("--width", type=int, default=1024)
+    s.add_argument("--tiff-fraction", type=float, default=0.25,
+                   help="share of images written as TIFF with FEI instrument metadata")
+    s.set_defaults(func=_cmd_synth)
+
+    s = sub.add_parser("discover", help="list the samples found under a folder")
+    s.add_argument("input_dir")
+    s.set_defaults(func=_cmd_discover)
+
+    s = sub.add_parser("ingest", help="read one micrograph into an OME-Zarr store")
+    s.add_argument("image")
+    s.add_argument("store")
+    s.add_argument("--sample")
+    s.add_argument("--chunk-px", type=int, default=1024)
+    s.add_argument("--max-pixels", type=int, default=None, help="decompression-bomb limit in pixels")
+    s.add_argument("--error-json", help="where to write the error report if the file is unreadable")
+    s.set_defaults(func=_cmd_ingest)
+
+    s = sub.add_parser("calibrate", help="pixel size in nm: override, instrument metadata, scale bar")
+    s.add_argument("images", nargs="+", metavar="IMAGE")
+    s.add_argument("--sample", help="sample name (with --output)")
+    s.add_argument("--overrides", help="CSV with columns sample,nm_per_px")
+    s.add_argument("--output", help="write the JSON here instead of printing one line per image")
+    s.add_argument("--scalebar", action=argparse.BooleanOptionalAction, default=False,
+                   help="read the scale bar when metadata gives no pixel size")
+    s.set_defaults(func=_cmd_calibrate)
+
+    s = sub.add_parser("segment", help="segment the particles of one stored image")
+    s.add_argument("store")
+    s.add_argument("summary", help="summary JSON to write")
+    s.add_argument("--sample", required=True)
+    s.add_argument("--settings", help="JSON of the config's segment section")
+    s.add_argument("--roi", help="ROI mask image, nonzero = specimen")
+    s.set_defaults(func=_cmd_segment)
+
+    s = sub.add_parser("measure", help="measure objects into a Parquet table")
+    s.add_argument("store")
+    s.add_argument("calibration")
+    s.add_argument("segment")
+    s.add_argument("output")
+    s.add_argument("--sample", required=True)
+    s.add_argument("--min-confidence", type=float, default=0.5)
+    s.add_argument("--use-low-confidence", action="store_true")
+    s.set_defaults(func=_cmd_measure)
+
+    s = sub.add_parser("qc", help="outline overlay and size plot of one sample")
+    s.add_argument("store")
+    s.add_argument("calibration")
+    s.add_argument("segment")
+    s.add_argument("objects")
+    s.add_argument("overlay")
+    s.add_argument("sizes")
+    s.add_argument("--sample", required=True)
+    s.set_defaults(func=_cmd_qc)
+
+    s = sub.add_parser("aggregate", help="dataset tables and plots")
+    s.add_argument("results", help="results folder")
+    s.add_argument("out_dir")
+    s.add_argument("--samples", nargs="*")
+    s.add_argument("--samples-file", help="file with one sample name per line")
+    s.add_argument("--params", help="JSON of the aggregate settings (recorded)")
+    s.set_defaults(func=_cmd_aggregate)
+
+    s = sub.add_parser("provenance", help="write {results}/provenance/<timestamp>.json")
+    s.add_argument("results")
+    s.add_argument("--config", help="resolved config as JSON")
+    s.set_defaults(func=_cmd_provenance)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``micrometry`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,376 @@
+"""Stage orchestration: what each Snakemake rule runs, through the CLI.
+
+Each ``run_*`` function reads a stage's inputs, calls the array-level
+functions of :mod:`micrometry.io`, :mod:`micrometry.calibrate`,
+:mod:`micrometry.segment`, :mod:`micrometry.measure` and
+:mod:`micrometry.aggregate`, and writes the stage's outputs atomically.
+
+Bad input never stops a batch: when a file cannot be read, ingest writes a
+*failed* store (attributes only, ``status: "error"`` with the reason) and
+``{results}/errors/{sample}.json``; every later stage sees the status and
+writes its own outputs marked as failed, so the dataset tables are still
+written and list the sample with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from micrometry._atomic import atomic_dir, write_json
+from micrometry.provenance import stage_provenance
+
+__all__ = [
+    "run_ingest",
+    "run_calibrate",
+    "run_segment",
+    "run_measure",
+    "run_qc",
+    "run_aggregate",
+    "errors_path",
+]
+
+
+def errors_path(results_dir: str | os.PathLike, sample: str) -> Path:
+    """Where a sample's error report goes: ``{results}/errors/{sample}.json``."""
+    return Path(results_dir) / "errors" / f"{sample}.json"
+
+
+def _record_error(error_json: str | os.PathLike | None, *, sample: str, file: str, stage: str, reason: str) -> dict:
+    err = {"sample": sample, "file": str(file), "stage": stage, "reason": reason}
+    if error_json is not None:
+        write_json(error_json, err)
+    return err
+
+
+def _clear_error(error_json: str | os.PathLike | None, stage: str) -> None:
+    """Remove a stale error report of `stage` (the input was fixed since)."""
+    if error_json is None or not Path(error_json).exists():
+        return
+    try:
+        old = json.loads(Path(error_json).read_text())
+    except (OSError, ValueError):
+        old = {}
+    if old.get("stage") in (stage, None):
+        Path(error_json).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- ingest
+def run_ingest(
+    image_path: str | os.PathLike,
+    store_path: str | os.PathLike,
+    *,
+    sample: str,
+    chunk_px: int = 1024,
+    max_pixels: int | None = None,
+    error_json: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Read one micrograph and write its OME-Zarr store.
+
+    Returns the ``micrometry`` attributes written to the store; on unreadable
+    input the store holds only those attributes with ``status: "error"``.
+    """
+    import zarr
+
+    from micrometry.calibrate.metadata import calibration_from_metadata
+    from micrometry.io.omezarr import write_image_store
+    from micrometry.io.readers import DEFAULT_MAX_PIXELS, ImageReadError, read_image, sha256_file
+
+    image_path = Path(image_path)
+    params = {"chunk_px": chunk_px, "max_pixels": max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS}
+    try:
+        sha = sha256_file(image_path)
+    except OSError as exc:
+        sha = None
+        reason = f"cannot read file: {exc.strerror or exc}"
+        raw = None
+    else:
+        try:
+            raw = read_image(image_path, max_pixels=params["max_pixels"])
+            reason = None
+        except ImageReadError as exc:
+            raw = None
+            reason = str(exc)
+    attrs: dict[str, Any] = {
+        "sample": sample,
+        "source_path": str(image_path),
+        "source_sha256": sha,
+        "provenance": stage_provenance("ingest", params),
+    }
+    if raw is None:
+        attrs.update(status="error", reason=reason)
+        with atomic_dir(store_path) as tmp:
+            zarr.open_group(str(tmp), mode="w").attrs["micrometry"] = attrs
+        _record_error(error_json, sample=sample, file=str(image_path), stage="ingest", reason=reason)
+        return attrs
+
+    try:
+        meta_cal = calibration_from_metadata(image_path)
+    except Exception:  # metadata is optional at ingest; calibrate reports problems
+        meta_cal = None
+    attrs.update(
+        status="ok",
+        reason=None,
+        format=raw.format,
+        shape=list(raw.data.shape),
+        dtype=str(raw.data.dtype),
+        color_conversion=raw.color_conversion,
+        instrument_metadata=raw.metadata,
+        metadata_nm_per_px=meta_cal.nm_per_px if meta_cal else None,
+    )
+    write_image_store(
+        store_path, raw.data, attrs=attrs, nm_per_px=meta_cal.nm_per_px if meta_cal else None, chunk_px=chunk_px
+    )
+    _clear_error(error_json, "ingest")
+    return attrs
+
+
+def _store_status(store_path: str | os.PathLike) -> dict[str, Any]:
+    from micrometry.io.omezarr import read_attrs
+
+    return read_attrs(store_path)
+
+
+# --------------------------------------------------------------------------- calibrate
+def run_calibrate(
+    image_path: str | os.PathLike,
+    out_json: str | os.PathLike,
+    *,
+    sample: str,
+    overrides_csv: str | os.PathLike | None = None,
+    scalebar: bool = False,
+) -> dict[str, Any]:
+    """Calibrate one image (override → metadata → none) and write its JSON."""
+    from micrometry.calibrate.overrides import load_overrides
+    from micrometry.calibrate.stage import calibrate_image
+
+    overrides = load_overrides(overrides_csv) if overrides_csv else None
+    try:
+        result = calibrate_image(image_path, sample=sample, overrides=overrides, scalebar=scalebar)
+        result["status"] = "ok"
+    except Exception as exc:  # unreadable file: the ingest stage reports it in full
+        result = {
+            "image": str(image_path),
+            "sample": sample,
+            "nm_per_px": None,
+            "source": "none",
+            "source_detail": None,
+            "confidence": 0.0,
+            "scalebar": None,
+            "status": "error",
+            "reason": f"{type(exc).__name__}: {exc}",
+        }
+        if overrides and sample in overrides:  # an override needs no pixels
+            result.update(nm_per_px=overrides[sample], source="override", confidence=1.0)
+    result["provenance"] = stage_provenance(
+        "calibrate", {"overrides_csv": str(overrides_csv) if overrides_csv else None, "scalebar": scalebar}
+    )
+    write_json(out_json, result)
+    return result
+
+
+# --------------------------------------------------------------------------- segment
+def run_segment(
+    store_path: str | os.PathLike,
+    summary_json: str | os.PathLike,
+    *,
+    sample: str,
+    settings: dict[str, Any],
+    roi_path: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Segment one stored image and write ``labels/instances`` into its store.
+
+    Parameters
+    ----------
+    settings : dict
+        The config's ``segment`` section: ``method``, ``exclude_data_bar``,
+        ``exclude_annotations`` and the method's own block (``classical``).
+    roi_path : path, optional
+        Mask image (nonzero = specimen); pixels outside are never labelled.
+
+    Returns
+    -------
+    dict
+        The summary written to `summary_json`: ``status``, ``n_objects``,
+        ``image_shape``, ``analysed_px``, ``excluded_px`` and provenance.
+    """
+    import numpy as np
+
+    from micrometry.io.omezarr import load_image, write_labels
+
+    attrs = _store_status(store_path)
+    prov = stage_provenance("segment", settings, input_sha256=attrs.get("source_sha256"), model_sha256=None)
+    summary: dict[str, Any] = {"sample": sample, "method": settings.get("method", "classical")}
+    if attrs.get("status") != "ok":
+        summary.update(status="error", reason=attrs.get("reason"), stage_failed="ingest", n_objects=0,
+                       image_shape=None, analysed_px=0, excluded_px=0, provenance=prov)
+        write_json(summary_json, summary)
+        return summary
+
+    from micrometry.segment.exclusion import exclusion_mask, load_roi_mask
+
+    image = load_image(store_path)
+    roi_excluded = load_roi_mask(roi_path, image.shape) if roi_path else None
+    excluded = exclusion_mask(
+        image,
+        data_bar=settings.get("exclude_data_bar", True),
+        annotations=settings.get("exclude_annotations", True),
+        roi=roi_excluded,
+    )
+    method = summary["method"]
+    if method == "classical":
+        from micrometry.segment.classical import segment_classical
+
+        labels = segment_classical(image, exclude=excluded, **settings.get("classical", {}))
+    else:
+        raise ValueError(f"unknown segmentation method {method!r} (available: 'classical')")
+
+    write_labels(store_path, labels.astype(np.uint32, copy=False), name="instances",
+                 nm_per_px=attrs.get("metadata_nm_per_px"), attrs={"provenance": prov})
+    write_labels(store_path, excluded.astype(np.uint8), name="excluded",
+                 nm_per_px=attrs.get("metadata_nm_per_px"),
+                 attrs={"description": "1 = not specimen (data bar, annotations, outside ROI)"})
+    n_excluded = int(excluded.sum())
+    summary.update(
+        status="ok",
+        reason=None,
+        stage_failed=None,
+        n_objects=int(labels.max()) if labels.size else 0,
+        image_shape=list(image.shape),
+        analysed_px=int(image.size - n_excluded),
+        excluded_px=n_excluded,
+        roi=str(roi_path) if roi_path else None,
+        provenance=prov,
+    )
+    write_json(summary_json, summary)
+    return summary
+
+
+# --------------------------------------------------------------------------- measure
+def _usable_nm_per_px(calibration: dict[str, Any], *, min_confidence: float, use_low_confidence: bool) -> float | None:
+    nm = calibration.get("nm_per_px")
+    if nm is None:
+        return None
+    if calibration.get("confidence", 0.0) < min_confidence and not use_low_confidence:
+        return None
+    return float(nm)
+
+
+def run_measure(
+    store_path: str | os.PathLike,
+    calibration_json: str | os.PathLike,
+    segment_json: str | os.PathLike,
+    out_parquet: str | os.PathLike,
+    *,
+    sample: str,
+    min_confidence: float = 0.5,
+    use_low_confidence: bool = False,
+) -> int:
+    """Measure every object of one sample and write its Parquet table.
+
+    A calibration below `min_confidence` is not used for physical units
+    unless `use_low_confidence`.  Returns the number of rows written.
+    """
+    from micrometry.measure.morphology import measure_objects
+    from micrometry.measure.table import objects_table, write_parquet
+
+    calibration = json.loads(Path(calibration_json).read_text())
+    segment = json.loads(Path(segment_json).read_text())
+    nm_per_px = _usable_nm_per_px(calibration, min_confidence=min_confidence, use_low_confidence=use_low_confidence)
+    params = {"min_confidence": min_confidence, "use_low_confidence": use_low_confidence}
+    if segment.get("status") == "ok":
+        import numpy as np
+
+        from micrometry.io.omezarr import load_image, load_labels
+
+        labels = load_labels(store_path, "instances")
+        image = load_image(store_path)
+        columns = measure_objects(labels, image, nm_per_px=nm_per_px)
+    else:
+        import numpy as np
+
+        columns = measure_objects(np.zeros((1, 1), np.uint32), None, nm_per_px=nm_per_px)
+    table = objects_table(columns, sample=sample)
+    seg_prov = segment.get("provenance", {})
+    metadata = {
+        "sample": sample,
+        "status": segment.get("status"),
+        "reason": segment.get("reason"),
+        "nm_per_px": nm_per_px,
+        "calibration_source": calibration.get("source"),
+        "calibration_confidence": calibration.get("confidence"),
+        "input_sha256": seg_prov.get("input_sha256"),
+        "model_sha256": seg_prov.get("model_sha256"),
+        "segment": seg_prov,
+        "provenance": stage_provenance("measure", params),
+    }
+    write_parquet(table, out_parquet, metadata=metadata)
+    return table.num_rows
+
+
+# --------------------------------------------------------------------------- qc
+def run_qc(
+    store_path: str | os.PathLike,
+    calibration_json: str | os.PathLike,
+    segment_json: str | os.PathLike,
+    objects_parquet: str | os.PathLike,
+    overlay_png: str | os.PathLike,
+    sizes_png: str | os.PathLike,
+    *,
+    sample: str,
+) -> None:
+    """Write the outline overlay and the size-distribution plot of one sample."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from micrometry.aggregate.plots import plot_size_distribution
+    from micrometry.aggregate.qc import qc_overlay
+
+    segment = json.loads(Path(segment_json).read_text())
+    calibration = json.loads(Path(calibration_json).read_text())
+    objects = pq.read_table(objects_parquet)
+    if segment.get("status") == "ok":
+        from micrometry.io.omezarr import load_image, load_labels
+
+        image = load_image(store_path)
+        labels = load_labels(store_path, "instances")
+        excluded = load_labels(store_path, "excluded").astype(bool)
+        title = sample
+    else:
+        image = np.zeros((64, 64), np.uint8)
+        labels = np.zeros((64, 64), np.uint32)
+        excluded = None
+        title = f"{sample}: {segment.get('reason')}"
+    qc_overlay(image, labels, overlay_png, nm_per_px=calibration.get("nm_per_px"), excluded=excluded, title=title)
+    plot_size_distribution(objects, sizes_png, title=sample)
+
+
+# --------------------------------------------------------------------------- aggregate
+def run_aggregate(
+    samples: list[str],
+    results_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Build the dataset tables and plots from every sample's outputs."""
+    from micrometry.aggregate.plots import plot_dataset_summary, plot_size_distribution
+    from micrometry.aggregate.tables import aggregate_dataset, write_dataset
+
+    results = Path(results_dir)
+    paths = {
+        "objects_paths": {s: results / "objects" / f"{s}.parquet" for s in samples},
+        "calibration_paths": {s: results / "calibration" / f"{s}.json" for s in samples},
+        "segment_paths": {s: results / "segment" / f"{s}.json" for s in samples},
+        "error_paths": {s: errors_path(results, s) for s in samples if errors_path(results, s).exists()},
+    }
+    objects, images = aggregate_dataset(samples, **paths)
+    out_dir = Path(out_dir)
+    written = write_dataset(objects, images, out_dir,
+                            metadata={"provenance": stage_provenance("aggregate", params), "n_samples": len(samples)})
+    plot_size_distribution(objects, out_dir / "size_distribution.png", title="All images")
+    plot_size_distribution(objects, out_dir / "size_distribution_by_image.png", by_sample=True, title="By image")
+    plot_dataset_summary(images, out_dir / "summary.png")
+    return written

@@ -358,6 +358,7 @@ def run_aggregate(
     """Build the dataset tables and plots from every sample's outputs."""
     from micrometry.aggregate.plots import plot_dataset_summary, plot_size_distribution
     from micrometry.aggregate.tables import aggregate_dataset, write_dataset
+    from micrometry.measure.schema import objects_schema
 
     results = Path(results_dir)
     paths = {
@@ -366,7 +367,7 @@ def run_aggregate(
         "segment_paths": {s: results / "segment" / f"{s}.json" for s in samples},
         "error_paths": {s: errors_path(results, s) for s in samples if errors_path(results, s).exists()},
     }
-    objects, images = aggregate_dataset(samples, **paths)
+    objects, images = aggregate_dataset(samples, objects_schema=objects_schema(), **paths)
     out_dir = Path(out_dir)
     written = write_dataset(objects, images, out_dir,
                             metadata={"provenance": stage_provenance("aggregate", params), "n_samples": len(samples)})

@@ -217,3 +217,10 @@ def test_second_run_does_nothing_and_new_image_reruns_only_itself(run):
     assert counts == {"ingest": 1, "calibrate": 1, "segment": 1, "measure": 1, "qc": 1,
                       "aggregate_dataset": 1, "all": 1}, proc.stdout[-3000:]
     assert scheduled_samples(proc.stdout) == {"batch2/added"}
+
+
+def test_lint_is_clean(tmp_path):
+    (tmp_path / "in").mkdir()
+    proc = snakemake(tmp_path, "--lint", "--config", f"input_dir={tmp_path / 'in'}", f"results_dir={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr

@@ -22,6 +22,8 @@ include: "rules/calibrate.smk"
 include: "rules/segment.smk"
 include: "rules/measure.smk"
 include: "rules/aggregate.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 onstart:

@@ -36,10 +36,34 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+def model_dir():
+    """The flow model's directory, resolved against the workflow folder."""
+    path = Path(config["segment"]["flow"]["model"])
+    return path if path.is_absolute() else Path(workflow.basedir) / path
+
+
+def segment_model():
+    """Weights file of the configured flow model (an input of segment), or nothing."""
+    if config["segment"]["method"] != "flow":
+        return []
+    return [str(model_dir() / "weights.safetensors"), str(model_dir() / "config.json")]
+
+
+def segment_model_sha256():
+    """SHA-256 of the flow model's weights: a new model reruns segment and what follows."""
+    if config["segment"]["method"] != "flow":
+        return "none"
+    from micrometry.segment.model import model_sha256
+
+    return model_sha256(model_dir())
+
+
 def segment_settings():
     """What should rerun the segment stage: its section of the config, without roi_dir
     (a changed ROI file reruns it through its input instead)."""
     settings = {k: v for k, v in config["segment"].items() if k != "roi_dir"}
+    if settings["method"] != "flow":
+        settings.pop("flow", None)
     return as_json(settings)
 
 

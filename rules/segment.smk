@@ -4,6 +4,7 @@ rule segment:
     input:
         store=f"{RESULTS}/images/{{sample}}.ome.zarr",
         roi=roi_mask,
+        model=segment_model(),
     output:
         summary=f"{RESULTS}/segment/{{sample}}.json",
     log:
@@ -13,8 +14,10 @@ rule segment:
     params:
         version=STAGE_VERSIONS["segment"],
         settings=segment_settings(),
+        model_sha256=segment_model_sha256(),
+        model=lambda wildcards, input: f"--model {input.model[0].rsplit('/', 1)[0]}" if input.model else "",
         roi=lambda wildcards, input: f"--roi {input.roi[0]}" if input.roi else "",
-    threads: 1
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
@@ -22,4 +25,5 @@ rule segment:
         "../envs/micrometry.yaml"
     shell:
         "micrometry segment {input.store:q} {output.summary:q} --sample {wildcards.sample:q}"
-        " --settings {params.settings:q} {params.roi} > {log:q} 2>&1"
+        " --settings {params.settings:q} {params.roi} {params.model} --threads {threads}"
+        " > {log:q} 2>&1"

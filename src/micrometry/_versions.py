@@ -13,4 +13,6 @@ STAGE_VERSIONS: dict[str, str] = {
     "measure": "1",
     "qc": "1",
     "aggregate": "1",
+    "train": "1",
+    "evaluate": "1",
 }

@@ -79,7 +79,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from micrometry.stages import run_segment
 
     settings = json.loads(args.settings) if args.settings else {"method": "classical"}
-    summary = run_segment(args.store, args.summary, sample=args.sample, settings=settings, roi_path=args.roi)
+    summary = run_segment(args.store, args.summary, sample=args.sample, settings=settings, roi_path=args.roi,
+                          model_dir=args.model, threads=args.threads)
     print(f"segmented {args.sample}: status {summary['status']}, {summary['n_objects']} objects")
     return 0
 
@@ -118,6 +119,60 @@ def _cmd_provenance(args: argparse.Namespace) -> int:
 
     config = json.loads(args.config) if args.config else {}
     print(write_run_provenance(args.results, config=config))
+    return 0
+
+
+def _parse_overrides(pairs: list[str] | None) -> dict:
+    """``["a.b=1", "c=x"]`` → ``{"a.b": 1, "c": "x"}`` (values parsed as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"micrometry: --set expects KEY=VALUE, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from micrometry.train.loop import train_from_yaml
+
+    command = "micrometry " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("micrometry") else None
+    result = train_from_yaml(args.config, args.out, _parse_overrides(args.set), command=command)
+    print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str, dict, list, type(None)))},
+                     default=str, indent=2))
+    return 0
+
+
+def _write_or_print(result: dict, out: str | None) -> None:
+    from micrometry._atomic import write_json
+
+    if out:
+        write_json(out, result)
+    summary = {k: result[k] for k in ("n_images", "ap", "f1@0.5", "mean_matched_iou", "n_gt", "n_pred",
+                                      "seconds_per_image") if k in result}
+    print(json.dumps(summary, default=str))
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from micrometry.evaluate import evaluate_paths
+
+    result = evaluate_paths(args.gt, args.pred, thresholds=tuple(args.thresholds), missing=args.missing)
+    _write_or_print(result, args.output)
+    return 0
+
+
+def _cmd_evaluate_emps(args: argparse.Namespace) -> int:
+    from micrometry.evaluate import evaluate_method_on_emps
+
+    settings = json.loads(args.settings) if args.settings else {"method": args.method}
+    settings.setdefault("method", args.method)
+    result = evaluate_method_on_emps(settings, split=args.split, model_dir=args.model, threads=args.threads,
+                                     limit=args.limit, thresholds=tuple(args.thresholds))
+    if args.brief:
+        result.pop("per_image", None)
+    _write_or_print(result, args.output)
     return 0
 
 
@@ -165,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", required=True)
     s.add_argument("--settings", help="JSON of the config's segment section")
     s.add_argument("--roi", help="ROI mask image, nonzero = specimen")
+    s.add_argument("--model", help="flow model directory (method 'flow')")
+    s.add_argument("--threads", type=int, default=1, help="CPU threads for the network")
     s.set_defaults(func=_cmd_segment)
 
     s = sub.add_parser("measure", help="measure objects into a Parquet table")
@@ -199,6 +256,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("results")
     s.add_argument("--config", help="resolved config as JSON")
     s.set_defaults(func=_cmd_provenance)
+
+    s = sub.add_parser("train", help="train the flow segmentation model")
+    s.add_argument("--config", default="config/train.yaml", help="training recipe (YAML)")
+    s.add_argument("--out", required=True, help="model directory to write")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (dotted key)")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("evaluate", help="score predicted instances against ground truth")
+    s.add_argument("gt", help="label image, OME-Zarr store, or a folder of them")
+    s.add_argument("pred", help="label image, OME-Zarr store, or a folder of them")
+    s.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.75, 0.9])
+    s.add_argument("--missing", choices=["error", "skip", "empty"], default="error",
+                   help="a GT sample without prediction: stop, skip it, or score it as empty")
+    s.add_argument("--output", help="write the full result as JSON here")
+    s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("evaluate-emps", help="segment and score the EMPS split (by DOI)")
+    s.add_argument("--method", choices=["classical", "flow"], default="flow")
+    s.add_argument("--settings", help="JSON of the config's segment section (overrides --method)")
+    s.add_argument("--model", help="flow model directory")
+    s.add_argument("--split", choices=["val", "train"], default="val")
+    s.add_argument("--limit", type=int)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.75, 0.9])
+    s.add_argument("--brief", action="store_true", help="leave per-image results out of the JSON")
+    s.add_argument("--output", help="write the full result as JSON here")
+    s.set_defaults(func=_cmd_evaluate_emps)
     return p
 
 

@@ -179,6 +179,8 @@ def run_segment(
     sample: str,
     settings: dict[str, Any],
     roi_path: str | os.PathLike | None = None,
+    model_dir: str | os.PathLike | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Segment one stored image and write ``labels/instances`` into its store.
 
@@ -189,6 +191,10 @@ def run_segment(
         ``exclude_annotations`` and the method's own block (``classical``).
     roi_path : path, optional
         Mask image (nonzero = specimen); pixels outside are never labelled.
+    model_dir : path, optional
+        Flow model directory (``method: flow``); default ``settings["flow"]["model"]``.
+    threads : int
+        CPU threads for the network and tracking.
 
     Returns
     -------
@@ -201,7 +207,17 @@ def run_segment(
     from micrometry.io.omezarr import load_image, write_labels
 
     attrs = _store_status(store_path)
-    prov = stage_provenance("segment", settings, input_sha256=attrs.get("source_sha256"), model_sha256=None)
+    method = settings.get("method", "classical")
+    model = None
+    model_sha = None
+    if method == "flow":
+        from micrometry.segment.model import model_sha256
+
+        model_dir = model_dir or settings.get("flow", {}).get("model")
+        if not model_dir:
+            raise ValueError("method 'flow' needs a model directory (config segment.flow.model)")
+        model_sha = model_sha256(model_dir)
+    prov = stage_provenance("segment", settings, input_sha256=attrs.get("source_sha256"), model_sha256=model_sha)
     summary: dict[str, Any] = {"sample": sample, "method": settings.get("method", "classical")}
     if attrs.get("status") != "ok":
         summary.update(status="error", reason=attrs.get("reason"), stage_failed="ingest", n_objects=0,
@@ -209,29 +225,22 @@ def run_segment(
         write_json(summary_json, summary)
         return summary
 
-    from micrometry.segment.exclusion import exclusion_mask, load_roi_mask
+    from micrometry.segment.dispatch import load_flow_model, segment_image
+    from micrometry.segment.exclusion import load_roi_mask
 
     image = load_image(store_path)
     roi_excluded = load_roi_mask(roi_path, image.shape) if roi_path else None
-    excluded = exclusion_mask(
-        image,
-        data_bar=settings.get("exclude_data_bar", True),
-        annotations=settings.get("exclude_annotations", True),
-        roi=roi_excluded,
-    )
-    method = summary["method"]
-    if method == "classical":
-        from micrometry.segment.classical import segment_classical
+    if method == "flow":
+        model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads)
+    labels, excluded, prediction = segment_image(image, settings, model=model, roi_excluded=roi_excluded)
 
-        labels = segment_classical(image, exclude=excluded, **settings.get("classical", {}))
-    else:
-        raise ValueError(f"unknown segmentation method {method!r} (available: 'classical')")
+    if prediction is not None and settings.get("flow", {}).get("save_predictions", True):
+        from micrometry.io.omezarr import write_prediction
 
-    write_labels(store_path, labels.astype(np.uint32, copy=False), name="instances",
-                 nm_per_px=attrs.get("metadata_nm_per_px"), attrs={"provenance": prov})
-    write_labels(store_path, excluded.astype(np.uint8), name="excluded",
-                 nm_per_px=attrs.get("metadata_nm_per_px"),
-                 attrs={"description": "1 = not specimen (data bar, annotations, outside ROI)"})
+        write_prediction(store_path, "flow", prediction.astype(np.float16), attrs={
+            "channels": ["foreground_probability", "flow_y", "flow_x", "distance"],
+            "model_sha256": model_sha,
+        })
     n_excluded = int(excluded.sum())
     summary.update(
         status="ok",

@@ -233,6 +233,10 @@ def run_segment(
     if method == "flow":
         model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads)
     labels, excluded, prediction = segment_image(image, settings, model=model, roi_excluded=roi_excluded)
+    write_labels(store_path, labels, name="instances", nm_per_px=attrs.get("metadata_nm_per_px"),
+                 attrs={"provenance": prov})
+    write_labels(store_path, excluded.astype(np.uint8), name="excluded", nm_per_px=attrs.get("metadata_nm_per_px"),
+                 attrs={"description": "1 = not specimen (data bar, annotations, outside ROI)"})
 
     if prediction is not None and settings.get("flow", {}).get("save_predictions", True):
         from micrometry.io.omezarr import write_prediction

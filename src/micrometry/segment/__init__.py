@@ -7,6 +7,15 @@ Sub-modules (imported on use, so ``import micrometry.segment`` stays cheap):
   :func:`~micrometry.segment.classical.remove_small_and_large`.
 - :mod:`micrometry.segment.exclusion`: masks of what is not specimen
   (instrument data bar, burned-in scale bars and labels, a user ROI).
+- :mod:`micrometry.segment.flows`: flow targets from masks and their inverse
+  (``labels_to_flows`` / ``flows_to_labels``); never imports torch.
+- :mod:`micrometry.segment.tracking`: Euler flow following and endpoint
+  clustering, NumPy / Numba / CuPy back-ends (``micrometry._backend``).
+- :mod:`micrometry.segment.tiled`: Dask tiled inference with tapered blending.
+- :mod:`micrometry.segment.network`, :mod:`micrometry.segment.model`: the
+  PyTorch network and its safetensors model directories (``method: flow``).
+- :mod:`micrometry.segment.dispatch`: ``segment_image``, the one entry point
+  for every method.
 
 The names below are loaded lazily on first access.
 """
@@ -24,6 +33,16 @@ _LAZY = {
     "detect_annotations": "exclusion",
     "exclusion_mask": "exclusion",
     "load_roi_mask": "exclusion",
+    "labels_to_flows": "flows",
+    "flows_to_labels": "flows",
+    "flow_error": "flows",
+    "follow_flows": "tracking",
+    "predict_tiled": "tiled",
+    "normalize_percentiles": "tiled",
+    "load_model": "model",
+    "model_sha256": "model",
+    "segment_image": "dispatch",
+    "load_flow_model": "dispatch",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,0 +1,39 @@
+"""The shipped flow model through the segment stage (needs torch and models/flow-light)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "flow-light"
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not (MODEL / "weights.safetensors").exists(), reason="no shipped flow model")
+
+
+def test_flow_method_segments_synthetic_micrograph(tmp_path):
+    import tifffile
+
+    from micrometry.evaluate import average_precision
+    from micrometry.io.omezarr import load_labels, load_prediction
+    from micrometry.segment.model import model_sha256
+    from micrometry.stages import run_ingest, run_segment
+    from micrometry.train.synth import write_synthetic_dataset
+
+    [path] = write_synthetic_dataset(tmp_path / "synth", n=1, seed=11, shape=(384, 384), tiff_fraction=0.0)
+    gt = tifffile.imread(tmp_path / "synth" / "truth" / f"{path.stem}.labels.tif")
+    store = tmp_path / "s.ome.zarr"
+    run_ingest(path, store, sample="s")
+    settings = {"method": "flow", "flow": {"model": str(MODEL)}}
+    summary = run_segment(store, tmp_path / "seg.json", sample="s", settings=settings, threads=2)
+    assert summary["status"] == "ok"
+    assert summary["provenance"]["model_sha256"] == model_sha256(MODEL)
+    labels = load_labels(store)
+    assert labels.dtype == np.uint32 and labels.shape == gt.shape
+    pred = load_prediction(store, "flow")
+    assert pred.shape == (4, *gt.shape) and pred.dtype == np.float16
+    score = average_precision([gt], [labels])
+    assert score["ap"][0.5] > 0.3, score["ap"]
+    assert json.loads((tmp_path / "seg.json").read_text())["n_objects"] == int(labels.max())

@@ -1,0 +1,62 @@
+"""Segment-stage throughput (megapixels per second) per method, on synthetic micrographs.
+
+Usage::
+
+    python benchmarks/segment_speed.py --size 1024 --n 3 --threads 2
+
+Times :func:`micrometry.segment.dispatch.segment_image` (exclusion masks + segmentation,
+the code path of the segment stage, model loading excluded) for ``classical``,
+``flow`` with the object size estimated, and ``flow`` with ``diameter_px`` given.
+Prints a Markdown table of the median seconds per image and megapixels per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--n", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--model", default=str(REPO / "models" / "flow-light"))
+    args = p.parse_args(argv)
+
+    from micrometry.segment.dispatch import load_flow_model, segment_image
+    from micrometry.segment.model import median_diameter_px
+    from micrometry.train.synth import render_micrograph
+
+    images = [render_micrograph(100 + i, shape=(args.size, args.size)) for i in range(args.n)]
+    model = load_flow_model(args.model, device="cpu", threads=args.threads)
+    runs = {
+        "classical": lambda m: segment_image(m.image, {"method": "classical"}),
+        "flow, size estimated": lambda m: segment_image(m.image, {"method": "flow"}, model=model),
+        "flow, diameter_px given": lambda m: segment_image(
+            m.image, {"method": "flow", "flow": {"diameter_px": median_diameter_px(m.labels)}}, model=model),
+    }
+    segment_image(images[0].image, {"method": "flow"}, model=model)  # warm-up (Numba compile, torch init)
+    mp = args.size * args.size / 1e6
+    print(f"{args.n} synthetic {args.size}x{args.size} micrographs, torch threads {args.threads}\n")
+    print("| method | median s/image | MP/s |\n|---|---:|---:|")
+    for name, fn in runs.items():
+        secs = []
+        for m in images:
+            t0 = time.perf_counter()
+            fn(m)
+            secs.append(time.perf_counter() - t0)
+        med = statistics.median(secs)
+        print(f"| {name} | {med:.2f} | {mp / med:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from micrometry.calibrate.units import to_nm
+from micrometry.io.readers import tiff_rational
 
 __all__ = [
     "MetadataCalibration",
@@ -254,16 +255,6 @@ def _unescape_imagej(text: str) -> str:
     return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
 
 
-def _rational(value: Any) -> float | None:
-    try:
-        if isinstance(value, tuple):
-            num, den = value
-            return float(num) / float(den) if den else None
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _tiff_imagej(tif) -> MetadataCalibration | None:
     if not tif.is_imagej:
         return None
@@ -273,7 +264,7 @@ def _tiff_imagej(tif) -> MetadataCalibration | None:
         return None
     unit = _unescape_imagej(unit).strip()
     tags = tif.pages.first.tags
-    xres, yres = _rational(tags.valueof("XResolution")), _rational(tags.valueof("YResolution"))
+    xres, yres = tiff_rational(tags.valueof("XResolution")), tiff_rational(tags.valueof("YResolution"))
     if not xres:
         return None
     yres = yres or xres
@@ -294,7 +285,7 @@ def _tiff_resolution(tif) -> MetadataCalibration | None:
     nm_per_unit = {2: 25.4e6, 3: 1e7}.get(unit_code)
     if nm_per_unit is None:
         return None  # NONE (1) or invalid
-    xres, yres = _rational(tags.valueof("XResolution")), _rational(tags.valueof("YResolution"))
+    xres, yres = tiff_rational(tags.valueof("XResolution")), tiff_rational(tags.valueof("YResolution"))
     if not xres or xres <= 0:
         return None
     yres = yres if yres and yres > 0 else xres

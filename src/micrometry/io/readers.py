@@ -586,8 +586,8 @@ def tiff_metadata(tif) -> dict:
             basic[name] = value.strip()
     xres, yres, unit = tags.valueof("XResolution"), tags.valueof("YResolution"), tags.valueof("ResolutionUnit")
     if xres is not None and yres is not None:
-        basic["XResolution"] = _rational(xres)
-        basic["YResolution"] = _rational(yres)
+        basic["XResolution"] = tiff_rational(xres)
+        basic["YResolution"] = tiff_rational(yres)
         basic["ResolutionUnit"] = _enum_name(unit) if unit is not None else "NONE"
     description = page.description
     if description and not (tif.is_ome or tif.is_imagej):
@@ -622,7 +622,8 @@ def _enum_name(value: Any) -> Any:
     return value.name if isinstance(value, enum.Enum) else value
 
 
-def _rational(value: Any) -> float | None:
+def tiff_rational(value: Any) -> float | None:
+    """A TIFF RATIONAL tag value (``(num, den)`` or a number) as float; None if undefined."""
     try:
         if isinstance(value, tuple):
             num, den = value

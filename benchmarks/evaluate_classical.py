@@ -31,7 +31,7 @@ import numpy as np
 from micrometry.evaluate import DEFAULT_THRESHOLDS, average_precision
 from micrometry.segment.classical import segment_classical
 from micrometry.segment.exclusion import exclusion_mask
-from micrometry.train.emps import emps_dir, iter_emps
+from micrometry.train.realdata import emps_dir, iter_emps
 
 
 def equivalent_diameters_px(labels: np.ndarray) -> np.ndarray:

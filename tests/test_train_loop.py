@@ -141,7 +141,7 @@ def test_train_from_yaml_rejects_unknown_keys(tmp_path):
 
 
 def test_training_with_emps_validation_keeps_best_checkpoint(tmp_path):
-    from micrometry.train.emps import emps_dir
+    from micrometry.train.realdata import emps_dir
 
     if emps_dir() is None:
         pytest.skip("EMPS data not available")

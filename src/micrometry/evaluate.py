@@ -625,7 +625,7 @@ def evaluate_method_on_emps(
     import time
 
     from micrometry.segment.dispatch import load_flow_model, segment_image
-    from micrometry.train.emps import iter_emps
+    from micrometry.train.realdata import iter_emps
 
     model = None
     if settings.get("method") == "flow":

@@ -11,7 +11,7 @@ labels with :func:`micrometry.segment.flows.labels_to_flows`.
 
 Sources:
 
-- EMPS (:func:`load_emps`), through :func:`micrometry.train.emps.iter_emps`
+- EMPS (:func:`load_emps`), through :func:`micrometry.train.realdata.iter_emps`
   with the committed split by DOI;
 - synthetic micrographs (:func:`synthetic_images`) from
   :func:`micrometry.train.synth.render_micrograph`; their overlays (scale bar,
@@ -149,7 +149,7 @@ def load_emps(
     train_diameter_px : float
         See :func:`prepare_image`.
     root : path, optional
-        EMPS directory (default: :func:`micrometry.train.emps.emps_dir`).
+        EMPS directory (default: :func:`micrometry.train.realdata.emps_dir`).
     limit : int, optional
         Only the first `limit` images (for quick runs).
     ids : iterable of str, optional
@@ -159,7 +159,7 @@ def load_emps(
     -------
     list of TrainImage
     """
-    from micrometry.train.emps import iter_emps
+    from micrometry.train.realdata import iter_emps
 
     keep = None if ids is None else set(ids)
     out = []

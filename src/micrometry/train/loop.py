@@ -315,7 +315,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, command: str | None = Non
     vcfg = cfg["validation"]
     val_items = None
     if vcfg.get("every_steps"):
-        from micrometry.train.emps import iter_emps
+        from micrometry.train.realdata import iter_emps
 
         limit = int(vcfg["limit"]) if vcfg.get("limit") else None
         val_items = list(itertools.islice(iter_emps("val", dcfg["emps_root"]), limit))
@@ -568,7 +568,7 @@ def model_card_text(config: dict, *, comparison: dict[str, dict] | None = None, 
             f"{md.get('p5', float('nan')):.0f} / {md.get('p50', float('nan')):.0f} / {md.get('p95', float('nan')):.0f} px."
         )
     lines += [
-        "- EMPS split by DOI (`micrometry/train/splits/emps.json`); validation images come from papers never "
+        "- EMPS split by DOI (`micrometry/train/splits/by_doi.json`); validation images come from papers never "
         "seen in training.",
         f"- Sampling weights {d.get('source_weights')}; crops {d.get('crop_px')} px; scale jitter, flips, "
         "90° rotations, inversion, gamma/contrast, blur, Gaussian and Poisson noise.",

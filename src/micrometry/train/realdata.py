@@ -10,7 +10,7 @@ The data are never copied into the repository.  They are read from
 the directory named by the environment variable ``MICROMETRY_EMPS_DIR``; when
 neither exists, :func:`emps_dir` returns ``None`` and tests skip.
 
-The split itself is committed as ``micrometry/train/splits/emps.json`` and is
+The split itself is committed as ``micrometry/train/splits/by_doi.json`` and is
 written by :func:`make_split` / :func:`write_split`, so it can be re-derived
 from ``metadata.csv`` and checked.
 
@@ -51,14 +51,14 @@ __all__ = [
 ]
 
 #: ``<repository root>/../shared/data/emps-train`` (this file is
-#: ``<root>/src/micrometry/train/emps.py``).
+#: ``<root>/src/micrometry/train/realdata.py``).
 DEFAULT_EMPS_DIR: Path = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "emps-train"
 
 #: Environment variable that overrides :data:`DEFAULT_EMPS_DIR`.
 EMPS_DIR_ENV: str = "MICROMETRY_EMPS_DIR"
 
 #: The committed split file.
-SPLIT_PATH: Path = Path(__file__).resolve().parent / "splits" / "emps.json"
+SPLIT_PATH: Path = Path(__file__).resolve().parent / "splits" / "by_doi.json"
 
 _DATASET = "emps-train"
 
@@ -170,7 +170,7 @@ def make_split(metadata_csv: str | os.PathLike, *, val_fraction: float = 0.2) ->
         "DOIs sorted by sha256(doi as UTF-8).hexdigest(); DOIs taken in that order into "
         f"validation while the validation image count is < {val_fraction:g} * n_images "
         "(the DOI reaching the target included); all other DOIs train. "
-        "Made by micrometry.train.emps.make_split(metadata.csv)."
+        "Made by micrometry.train.realdata.make_split(metadata.csv)."
     )
     return {
         "dataset": _DATASET,
@@ -194,7 +194,7 @@ def write_split(metadata_csv: str | os.PathLike, out_path: str | os.PathLike = S
 
 
 def load_split() -> dict:
-    """The committed EMPS split (``micrometry/train/splits/emps.json``).
+    """The committed EMPS split (``micrometry/train/splits/by_doi.json``).
 
     Returns
     -------
@@ -202,7 +202,7 @@ def load_split() -> dict:
         As returned by :func:`make_split`.
     """
     try:
-        text = resources.files("micrometry.train").joinpath("splits/emps.json").read_text("utf-8")
+        text = resources.files("micrometry.train").joinpath("splits/by_doi.json").read_text("utf-8")
     except (FileNotFoundError, ModuleNotFoundError) as exc:
         raise EmpsDataError(f"the EMPS split file '{SPLIT_PATH}' is missing from the package") from exc
     split = json.loads(text)

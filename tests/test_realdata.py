@@ -1,4 +1,4 @@
-"""Tests for micrometry.train.emps: the by-DOI split and the EMPS loaders."""
+"""Tests for micrometry.train.realdata: the by-DOI split and the EMPS loaders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from micrometry.train import emps
+from micrometry.train import realdata as emps
 
 
 def _write_fake_emps(root, rows):

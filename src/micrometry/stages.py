@@ -144,24 +144,14 @@ def run_calibrate(
 ) -> dict[str, Any]:
     """Calibrate one image (override → metadata → none) and write its JSON."""
     from micrometry.calibrate.overrides import load_overrides
-    from micrometry.calibrate.stage import calibrate_image
+    from micrometry.calibrate.stage import calibrate_image, calibration_result
 
     overrides = load_overrides(overrides_csv) if overrides_csv else None
     try:
         result = calibrate_image(image_path, sample=sample, overrides=overrides, scalebar=scalebar)
         result["status"] = "ok"
     except Exception as exc:  # unreadable file: the ingest stage reports it in full
-        result = {
-            "image": str(image_path),
-            "sample": sample,
-            "nm_per_px": None,
-            "source": "none",
-            "source_detail": None,
-            "confidence": 0.0,
-            "scalebar": None,
-            "status": "error",
-            "reason": f"{type(exc).__name__}: {exc}",
-        }
+        result = calibration_result(image_path, sample, status="error", reason=f"{type(exc).__name__}: {exc}")
         if overrides and sample in overrides:  # an override needs no pixels
             result.update(nm_per_px=overrides[sample], source="override", confidence=1.0)
     result["provenance"] = stage_provenance(

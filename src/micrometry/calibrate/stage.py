@@ -67,7 +67,8 @@ def scalebar_calibration(image_path: str | os.PathLike) -> tuple[dict | None, st
     return result, ""
 
 
-def _result(image_path, sample, **fields: Any) -> dict:
+def calibration_result(image_path, sample, **fields: Any) -> dict:
+    """The calibration JSON contract, uncalibrated unless `fields` say otherwise."""
     out = {
         "image": str(image_path),
         "sample": sample,
@@ -142,7 +143,7 @@ def calibrate_image(
         value = float(overrides[sample])
         if not (value > 0 and value != float("inf")):
             raise ValueError(f"override nm_per_px for sample {sample!r} must be positive, got {overrides[sample]!r}")
-        return _result(
+        return calibration_result(
             image_path,
             sample,
             nm_per_px=value,
@@ -155,13 +156,13 @@ def calibrate_image(
 
     cal = calibration_from_metadata(image_path)
     if cal is not None:
-        return _result(image_path, sample, **_from_metadata(cal))
+        return calibration_result(image_path, sample, **_from_metadata(cal))
 
     if scalebar:
         found, note = scalebar_calibration(image_path)
         if found is not None:
             nm = float(found["nm_per_px"])
-            return _result(
+            return calibration_result(
                 image_path,
                 sample,
                 nm_per_px=nm,
@@ -172,6 +173,6 @@ def calibrate_image(
                 nm_per_px_y=nm,
                 scalebar=found,
             )
-        return _result(image_path, sample, source_detail=f"no override, no instrument metadata; {note}")
+        return calibration_result(image_path, sample, source_detail=f"no override, no instrument metadata; {note}")
 
-    return _result(image_path, sample, source_detail="no override and no instrument metadata with a pixel size")
+    return calibration_result(image_path, sample, source_detail="no override and no instrument metadata with a pixel size")

@@ -21,16 +21,13 @@ Needs the EMPS data (``../shared/data/emps-train`` or ``$MICROMETRY_EMPS_DIR``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 
-from micrometry.evaluate import DEFAULT_THRESHOLDS, average_precision
-from micrometry.segment.classical import segment_classical
-from micrometry.segment.exclusion import exclusion_mask
+from micrometry.evaluate import DEFAULT_THRESHOLDS, evaluate_method_on_emps
 from micrometry.train.realdata import emps_dir, iter_emps
 
 
@@ -53,30 +50,32 @@ def equivalent_diameters_px(labels: np.ndarray) -> np.ndarray:
 
 
 def run_split(split: str, limit: int | None = None) -> dict:
-    """Segment and score one side of the split; return metrics, timings, sizes."""
-    gts, preds, seconds, diam, per_image_median = [], [], [], [], []
-    for k, (item_id, image, labels) in enumerate(iter_emps(split)):
-        if limit is not None and k >= limit:
-            break
-        t0 = time.perf_counter()
-        excluded = exclusion_mask(image)
-        pred = segment_classical(image, exclude=excluded)
-        seconds.append(time.perf_counter() - t0)
-        gts.append(labels)
-        preds.append(pred)
-        d = equivalent_diameters_px(labels)
-        diam.append(d)
-        if d.size:
-            per_image_median.append(float(np.median(d)))
-    metrics = average_precision(gts, preds, thresholds=DEFAULT_THRESHOLDS)
+    """Segment and score one side of the split; return metrics, timings, sizes.
+
+    Segmentation and scoring are :func:`micrometry.evaluate.evaluate_method_on_emps`
+    (the segment stage's code path); the ground-truth sizes are collected from
+    the same images as they pass through, so each image is read once.
+    """
+    diam, per_image_median = [], []
+
+    def recording():
+        for item in itertools.islice(iter_emps(split), limit):
+            d = equivalent_diameters_px(item[2])
+            diam.append(d)
+            if d.size:
+                per_image_median.append(float(np.median(d)))
+            yield item
+
+    metrics = evaluate_method_on_emps({"method": "classical"}, split=split, items=recording(),
+                                      thresholds=DEFAULT_THRESHOLDS)
     all_d = np.concatenate(diam) if diam else np.zeros(0)
     return {
         "split": split,
         "metrics": metrics,
-        "s_per_image_median": statistics.median(seconds),
-        "s_per_image_mean": statistics.fmean(seconds),
-        "megapixels": float(sum(g.size for g in gts) / 1e6),
-        "s_total": float(sum(seconds)),
+        "s_per_image_median": metrics["seconds_per_image"],
+        "s_per_image_mean": metrics["seconds_per_image_mean"],
+        "megapixels": metrics["megapixels"],
+        "s_total": metrics["seconds_total"],
         "diameter_px": _percentiles(all_d),
         "image_median_diameter_px": _percentiles(np.asarray(per_image_median)),
     }

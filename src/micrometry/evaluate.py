@@ -28,9 +28,10 @@ This module does not import torch.
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -592,6 +593,7 @@ def evaluate_method_on_emps(
     settings: dict,
     *,
     split: str = "val",
+    items: Iterable | None = None,
     model_dir: str | os.PathLike | None = None,
     threads: int = 1,
     limit: int | None = None,
@@ -609,6 +611,9 @@ def evaluate_method_on_emps(
     settings : dict
         ``{"method": "classical" | "flow", ...}``.
     split : {"val", "train"}
+    items : iterable of (id, image, labels), optional
+        The images to score instead of ``iter_emps(split)`` (e.g. a wrapper
+        that also collects ground-truth statistics on the way).
     model_dir : path, optional
         Flow model directory (``method: flow``).
     threads : int
@@ -620,7 +625,9 @@ def evaluate_method_on_emps(
     -------
     dict
         :func:`average_precision`'s result plus ``split``, ``method``,
-        ``ids``, ``seconds_per_image`` (median) and ``seconds_total``.
+        ``ids``, ``seconds_per_image`` (median), ``seconds_per_image_mean``,
+        ``seconds_total`` and ``megapixels`` (segmentation only, model
+        loading excluded).
     """
     import time
 
@@ -633,9 +640,8 @@ def evaluate_method_on_emps(
             raise ValueError("method 'flow' needs model_dir")
         model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads)
     gts, preds, ids, seconds = [], [], [], []
-    for k, (item_id, image, labels) in enumerate(iter_emps(split)):
-        if limit is not None and k >= limit:
-            break
+    source = iter_emps(split) if items is None else items
+    for item_id, image, labels in itertools.islice(source, limit):
         t0 = time.perf_counter()
         pred, _, _ = segment_image(image, settings, model=model)
         seconds.append(time.perf_counter() - t0)
@@ -645,5 +651,7 @@ def evaluate_method_on_emps(
     result = average_precision(gts, preds, thresholds=thresholds)
     result.update(split=split, method=settings.get("method"), ids=ids,
                   seconds_per_image=float(np.median(seconds)) if seconds else float("nan"),
-                  seconds_total=float(np.sum(seconds)))
+                  seconds_per_image_mean=float(np.mean(seconds)) if seconds else float("nan"),
+                  seconds_total=float(np.sum(seconds)),
+                  megapixels=float(sum(g.size for g in gts) / 1e6))
     return result

@@ -64,17 +64,43 @@ _SEED_DISTANCE_FRACTION = 0.5  # default min seed distance, as a fraction of the
 
 
 # --------------------------------------------------------------------------- validation
-def _validate_image(image: np.ndarray, exclude: np.ndarray | None, *, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(float32 copy of image, bool valid mask)``; raise on bad input."""
+def check_grey_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
+    """Validate a grey-level micrograph: a 2-D array of real numbers.
+
+    Parameters
+    ----------
+    image : (Y, X) array_like
+        Integer, float or bool pixels (bool is read as 0/1 uint8).
+    name : str
+        Used in error messages.
+
+    Returns
+    -------
+    (Y, X) ndarray
+        `image` as an array (not copied unless it was bool).
+
+    Raises
+    ------
+    ValueError
+        Not 2-D.
+    TypeError
+        Not a real numeric dtype (complex, object, strings).
+    """
     arr = np.asarray(image)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (Y, X) array, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
+    return arr
+
+
+def _validate_image(image: np.ndarray, exclude: np.ndarray | None, *, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(float32 copy of image, bool valid mask)``; raise on bad input."""
+    arr = check_grey_image(image, name=name)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
     img = arr.astype(np.float32, copy=True)
     valid = np.isfinite(img)
     if exclude is not None:

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from micrometry.segment.classical import check_grey_image
+
 __all__ = ["detect_data_bar", "detect_annotations", "exclusion_mask", "load_roi_mask"]
 
 # data bar
@@ -71,14 +73,7 @@ _GLYPH_MAX_SOLIDITY = 0.75  # a text line holds at least one glyph less convex t
 
 def _as_grey(image: np.ndarray, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
     """float64 copy with non-finite pixels set to NaN, and the finite mask."""
-    arr = np.asarray(image)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (Y, X) array, got shape {arr.shape}")
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
-    img = arr.astype(np.float64, copy=True)
+    img = check_grey_image(image, name=name).astype(np.float64, copy=True)
     finite = np.isfinite(img)
     img[~finite] = np.nan
     return img, finite

@@ -49,6 +49,11 @@ def segment_model():
     return [str(model_dir() / "weights.safetensors"), str(model_dir() / "config.json")]
 
 
+def model_arg(wildcards, input):
+    """`--model DIR` for a rule whose `model` input is the weights file (empty without one)."""
+    return f"--model {Path(input.model[0]).parent}" if input.model else ""
+
+
 def segment_model_sha256():
     """SHA-256 of the flow model's weights: a new model reruns segment and what follows."""
     if config["segment"]["method"] != "flow":
@@ -59,11 +64,12 @@ def segment_model_sha256():
 
 
 def segment_settings():
-    """What should rerun the segment stage: its section of the config, without roi_dir
-    (a changed ROI file reruns it through its input instead)."""
+    """What should rerun the segment stage: its section of the config without roi_dir
+    (a changed ROI file reruns it through its input instead) and without the block of
+    the method not in use."""
     settings = {k: v for k, v in config["segment"].items() if k != "roi_dir"}
-    if settings["method"] != "flow":
-        settings.pop("flow", None)
+    unused = {"classical": "flow", "flow": "classical"}[settings["method"]]
+    settings.pop(unused, None)  # the other method's block must not trigger reruns
     return as_json(settings)
 
 

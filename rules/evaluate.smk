@@ -23,9 +23,7 @@ rule evaluate_method:
         settings=lambda wildcards: as_json(
             {**{k: v for k, v in config["segment"].items() if k != "roi_dir"}, "method": wildcards.method}
         ),
-        model=lambda wildcards, input: (
-            f"--model {Path(input.model[0]).parent}" if input.model else ""
-        ),
+        model=model_arg,
     threads: 2
     resources:
         mem_mb=4000,

@@ -4,7 +4,7 @@ rule segment:
     input:
         store=f"{RESULTS}/images/{{sample}}.ome.zarr",
         roi=roi_mask,
-        model=segment_model(),
+        model=segment_model(),  # weights first: model_arg takes its folder
     output:
         summary=f"{RESULTS}/segment/{{sample}}.json",
     log:
@@ -15,7 +15,7 @@ rule segment:
         version=STAGE_VERSIONS["segment"],
         settings=segment_settings(),
         model_sha256=segment_model_sha256(),
-        model=lambda wildcards, input: f"--model {input.model[0].rsplit('/', 1)[0]}" if input.model else "",
+        model=model_arg,
         roi=lambda wildcards, input: f"--roi {input.roi[0]}" if input.roi else "",
     threads: 2
     resources:

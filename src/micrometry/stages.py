@@ -208,7 +208,7 @@ def run_segment(
             raise ValueError("method 'flow' needs a model directory (config segment.flow.model)")
         model_sha = model_sha256(model_dir)
     prov = stage_provenance("segment", settings, input_sha256=attrs.get("source_sha256"), model_sha256=model_sha)
-    summary: dict[str, Any] = {"sample": sample, "method": settings.get("method", "classical")}
+    summary: dict[str, Any] = {"sample": sample, "method": method}
     if attrs.get("status") != "ok":
         summary.update(status="error", reason=attrs.get("reason"), stage_failed="ingest", n_objects=0,
                        image_shape=None, analysed_px=0, excluded_px=0, provenance=prov)
@@ -284,14 +284,10 @@ def run_measure(
     nm_per_px = _usable_nm_per_px(calibration, min_confidence=min_confidence, use_low_confidence=use_low_confidence)
     params = {"min_confidence": min_confidence, "use_low_confidence": use_low_confidence}
     if segment.get("status") == "ok":
-        import numpy as np
-
         from micrometry.io.omezarr import load_image, load_labels
 
-        labels = load_labels(store_path, "instances")
-        image = load_image(store_path)
-        columns = measure_objects(labels, image, nm_per_px=nm_per_px)
-    else:
+        columns = measure_objects(load_labels(store_path, "instances"), load_image(store_path), nm_per_px=nm_per_px)
+    else:  # failed sample: the full schema with no rows
         import numpy as np
 
         columns = measure_objects(np.zeros((1, 1), np.uint32), None, nm_per_px=nm_per_px)

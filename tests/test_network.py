@@ -243,7 +243,7 @@ def test_segment_rescales_tracks_and_restores(radius):
     assert res["tp"][0.9] == 6  # every disc found with IoU >= 0.9 after the round trip through the scale
 
 
-@pytest.mark.parametrize("method", ["multiscale", "refine"])
+@pytest.mark.parametrize("method", ["search", "multiscale", "refine"])
 def test_estimate_diameter_and_exclusion(method):
     truth = _disc_labels((240, 240), [(60, 60), (60, 170), (170, 60), (170, 170)], 22)
     image = np.where(truth > 0, 220, 30).astype(np.uint8)
@@ -256,6 +256,34 @@ def test_estimate_diameter_and_exclusion(method):
     exclude[:120] = True
     labels = model.segment(image, diameter_px=44, exclude=exclude)
     assert labels.max() == 2 and not labels[exclude].any()
+
+
+@pytest.mark.parametrize(("radius", "reused"), [(20, True), (13, False)])
+def test_search_reuses_the_pass_it_settles_on(radius, reused):
+    """Objects near the training size (20 px here): the search's own pass gives the labels, no extra network run."""
+    centres = [(60, 60), (60, 170), (170, 60), (170, 170)]
+    truth = _disc_labels((240, 240), centres, radius)
+    image = np.where(truth > 0, 220, 30).astype(np.uint8)
+    model = _oracle()
+    scales = []
+    real = model.predict_scaled
+
+    def spy(img, scale):
+        scales.append(scale)
+        return real(img, scale)
+
+    model.predict_scaled = spy
+    d, kept = model.search_diameter(M.normalize_image(image))
+    assert d == pytest.approx(2 * radius, rel=0.1)
+    assert scales == sorted(scales)  # coarse to fine
+    n_search = len(scales)
+    scales.clear()
+    labels = model.segment(image)
+    assert (kept is not None) == reused
+    assert len(scales) == n_search + (0 if reused else 1)
+    from micrometry.evaluate import match_instances
+
+    assert match_instances(truth, labels, thresholds=(0.9,))["tp"][0.9] == 4
 
 
 def test_large_images_go_through_tiled_inference(monkeypatch):

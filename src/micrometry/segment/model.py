@@ -44,6 +44,7 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ __all__ = [
     "MODEL_FORMAT",
     "DEFAULT_PERCENTILES",
     "FlowModel",
+    "ScalePass",
     "normalize_image",
     "median_diameter_px",
     "resize_image",
@@ -83,7 +85,9 @@ _DEFAULT_INFERENCE = {
     "n_iter": None,  # None: from the foreground, at most max_diameter_factor x train_diameter_px
     "max_diameter_factor": 8.0,
     "backend": "auto",  # flow-tracking back-end
-    "diameter_method": "multiscale",  # see FlowModel.estimate_diameter_px
+    "diameter_method": "search",  # search | multiscale | refine: see FlowModel.estimate_diameter_px
+    "diameter_accept_factor": 1.4142135623730951,  # search: accept a scale whose objects are this close to training size
+    "reuse_factor": 1.2,  # search: reuse the accepted pass for the labels when this close
     "tile_px": 1024,  # larger model-scale images go through segment.tiled.predict_tiled
     "overlap_px": 96,
 }
@@ -91,6 +95,36 @@ _DEFAULT_INFERENCE = {
 # this factor away from the training size
 _DIAMETER_REFINE_FACTOR = 1.3
 _MIN_SCALE, _MAX_SCALE = 1 / 32, 8.0
+
+
+@dataclass(frozen=True)
+class ScalePass:
+    """One network + tracking pass at a scale, on the model-scale grid.
+
+    Attributes
+    ----------
+    scale : float
+        Rescaling factor applied to the image (``> 1`` enlarges).
+    prediction : (4, y, x) float32 ndarray
+        :meth:`FlowModel.predict` output on the scaled grid.
+    labels : (y, x) uint32 ndarray
+        Tracked labels on the scaled grid.
+    fg_threshold, min_area_px : float, int
+        Settings the labels were tracked with (``min_area_px`` in pixels of
+        the scaled grid).
+    found_diameter_px : float
+        Median equivalent diameter of `labels`, pixels of the scaled grid
+        (NaN when none).
+    n_objects : int
+    """
+
+    scale: float
+    prediction: np.ndarray
+    labels: np.ndarray
+    fg_threshold: float
+    min_area_px: int
+    found_diameter_px: float
+    n_objects: int
 
 
 # --------------------------------------------------------------------------- numpy steps
@@ -430,6 +464,7 @@ class FlowModel:
         exclude: np.ndarray | None = None,
         fg_threshold: float | None = None,
         min_area_px: int | None = None,
+        cached: "ScalePass | None" = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Predict at `scale` and track flows on the coarser of the two grids.
 
@@ -451,6 +486,10 @@ class FlowModel:
         min_area_px : int, optional
             Smallest object in pixels of the image; default: the model's
             ``inference.min_area_px`` (pixels at the training scale) / scale**2.
+        cached : ScalePass, optional
+            A pass at this `scale` from :meth:`estimate_diameter_px`: its
+            prediction (and, when the settings match, its model-grid labels)
+            are reused instead of running the network again.
 
         Returns
         -------
@@ -465,13 +504,18 @@ class FlowModel:
         if min_area_px is None:
             min_area_px = max(1, int(round(min_area_model / scale**2)))
         shape = image_norm.shape
-        pred_s = self.predict_scaled(image_norm, scale)
+        if cached is not None and cached.scale != scale:
+            raise ValueError(f"cached pass is at scale {cached.scale}, not {scale}")
+        pred_s = cached.prediction if cached is not None else self.predict_scaled(image_norm, scale)
         small = pred_s.shape[1:]
         pred = resize_image(pred_s, shape) if small != shape else pred_s
         if scale >= 1.0 or small == shape:
             return self._track(pred, fg_threshold=thr, min_area_px=min_area_px, exclude=exclude), pred
-        exc_s = None if exclude is None else resize_image(exclude, small, order=0)
-        lab_s = self._track(pred_s, fg_threshold=thr, min_area_px=min_area_model, exclude=exc_s)
+        if cached is not None and cached.fg_threshold == thr and cached.min_area_px == min_area_model:
+            lab_s = cached.labels
+        else:
+            exc_s = None if exclude is None else resize_image(exclude, small, order=0)
+            lab_s = self._track(pred_s, fg_threshold=thr, min_area_px=min_area_model, exclude=exc_s)
         fg = pred[0] > thr
         if exclude is not None:
             fg &= ~exclude
@@ -492,21 +536,90 @@ class FlowModel:
         except ValueError:
             return float("nan")
 
-    def _found_at(self, image_norm: np.ndarray, scale: float, exclude: np.ndarray | None) -> tuple[float, int]:
-        """Median diameter (px of the model-scale grid) and count of the objects found at `scale`."""
+    def _pass(self, image_norm: np.ndarray, scale: float, exclude: np.ndarray | None) -> ScalePass:
+        """Network + tracking at `scale`, on the model-scale grid (model's own settings)."""
         pred_s = self.predict_scaled(image_norm, scale)
         exc = None if exclude is None else resize_image(np.asarray(exclude, bool), pred_s.shape[1:], order=0)
         thr = float(self._inference("fg_threshold"))
-        lab = self._track(pred_s, fg_threshold=thr, min_area_px=int(self._inference("min_area_px")), exclude=exc)
-        return median_diameter_px(lab), int(lab.max(initial=0))
+        min_area = int(self._inference("min_area_px"))
+        lab = self._track(pred_s, fg_threshold=thr, min_area_px=min_area, exclude=exc)
+        return ScalePass(scale=scale, prediction=pred_s, labels=lab, fg_threshold=thr, min_area_px=min_area,
+                         found_diameter_px=median_diameter_px(lab), n_objects=int(lab.max(initial=0)))
+
+    def _found_at(self, image_norm: np.ndarray, scale: float, exclude: np.ndarray | None) -> tuple[float, int]:
+        """Median diameter (px of the model-scale grid) and count of the objects found at `scale`."""
+        p = self._pass(image_norm, scale, exclude)
+        return p.found_diameter_px, p.n_objects
+
+    def search_diameter(
+        self, image_norm: np.ndarray, *, exclude: np.ndarray | None = None
+    ) -> tuple[float, ScalePass | None]:
+        """Coarse-to-fine object-size search that keeps the pass it settles on.
+
+        The network is run at the scales that suit objects of
+        ``train_diameter_px x 2**k`` pixels, from the coarsest (k as large as
+        the image allows) down to k = 0; at the right scale the objects it
+        finds are about ``train_diameter_px`` across on its own grid.  The
+        search stops at the first scale whose found median diameter is within
+        ``accept_factor`` (model ``inference.diameter_accept_factor``, default
+        sqrt(2): every size is that close to one octave) of the training size
+        -- the coarsest such scale, since a network shown objects far larger
+        than it was trained on cuts them into training-sized pieces.  Coarse
+        passes are cheap (a pass at scale s costs s**2 of a native one), so
+        for objects twice the training size or more the search costs at most
+        about 0.35 native passes.  Failing that (objects smaller than
+        ``train_diameter_px / accept_factor``), the best candidate's estimate
+        is refined by one enlarged pass (at most 4 x).
+
+        Returns
+        -------
+        diameter_px : float
+            Estimated median object diameter in pixels of `image_norm` (the
+            training diameter when nothing is found).
+        kept : ScalePass or None
+            The accepted pass when the found size is within the model's
+            ``inference.reuse_factor`` (default 1.2) of the training size:
+            :meth:`segment` then reuses it at scale ``kept.scale`` instead of
+            running the network again.
+        """
+        d_train = self.train_diameter_px
+        accept = float(self._inference("diameter_accept_factor") or math.sqrt(2.0))
+        reuse = float(self._inference("reuse_factor") or 1.2)
+        ks = [k for k in range(6) if d_train * 2.0**k <= max(image_norm.shape)]
+        results: list[ScalePass] = []
+        for k in sorted(ks, reverse=True):
+            p = self._pass(image_norm, self.scale_for(d_train * 2.0**k), exclude)
+            if p.n_objects and np.isfinite(p.found_diameter_px):
+                results.append(p)
+                if abs(math.log(p.found_diameter_px / d_train)) <= math.log(accept):
+                    break
+        if not results:
+            return d_train, None
+
+        def closest() -> ScalePass:
+            return min(results, key=lambda r: abs(math.log(r.found_diameter_px / d_train)))
+
+        best = closest()
+        if best.found_diameter_px / best.scale < d_train / accept:
+            # objects smaller than the training size: one enlarged pass (at most 4x)
+            estimate = max(best.found_diameter_px / best.scale, d_train / 4.0)
+            p = self._pass(image_norm, self.scale_for(estimate), exclude)
+            if p.n_objects and np.isfinite(p.found_diameter_px):
+                results.append(p)
+            best = closest()
+        estimate = float(best.found_diameter_px / best.scale)
+        kept = best if abs(math.log(best.found_diameter_px / d_train)) <= math.log(reuse) else None
+        return estimate, kept
 
     def estimate_diameter_px(
         self, image_norm: np.ndarray, *, exclude: np.ndarray | None = None, method: str | None = None
     ) -> float:
         """Estimate the median object diameter (px) of a normalised image.
 
-        ``method="multiscale"`` (default; the model's
-        ``inference.diameter_method``): the network is run at the scales that
+        ``method="search"`` (default; the model's ``inference.diameter_method``):
+        :meth:`search_diameter`, coarse to fine.
+
+        ``method="multiscale"``: the network is run at the scales that
         would suit objects of ``train_diameter_px x 2**k`` pixels (k = 0..5,
         those not larger than the image) and at the scale suggested by the
         classical segmentation
@@ -534,9 +647,11 @@ class FlowModel:
             Estimated median diameter in pixels of the input image (the
             training diameter when nothing is found).
         """
-        method = method or self._inference("diameter_method") or "multiscale"
-        if method not in ("multiscale", "refine"):
-            raise ValueError(f"diameter method must be 'multiscale' or 'refine', got {method!r}")
+        method = method or self._inference("diameter_method") or "search"
+        if method not in ("search", "multiscale", "refine"):
+            raise ValueError(f"diameter method must be 'search', 'multiscale' or 'refine', got {method!r}")
+        if method == "search":
+            return self.search_diameter(image_norm, exclude=exclude)[0]
         d_train = self.train_diameter_px
         guess = self._classical_guess(image_norm, exclude)
         if not np.isfinite(guess) or guess <= 0:
@@ -592,7 +707,11 @@ class FlowModel:
 
         normalise (:func:`normalize_image`) -> object size (`diameter_px` or
         :meth:`estimate_diameter_px`) -> :meth:`labels_at_scale` at
-        ``train_diameter_px / diameter_px``.
+        ``train_diameter_px / diameter_px``.  With the default ``search``
+        size estimate, the pass the search settled on is reused when its
+        objects are within ``inference.reuse_factor`` of the training size
+        (the labels are then those of scale ``kept.scale``, not exactly
+        ``train_diameter_px / diameter_px``).
 
         Parameters
         ----------
@@ -619,10 +738,16 @@ class FlowModel:
         if exclude is not None:
             exclude = np.asarray(exclude, dtype=bool)
         norm = normalize_image(image, percentiles=self.percentiles, exclude=exclude)
+        kept = None
         if diameter_px is None:
-            diameter_px = self.estimate_diameter_px(norm, exclude=exclude)
+            method = self._inference("diameter_method") or "search"
+            if method == "search":
+                diameter_px, kept = self.search_diameter(norm, exclude=exclude)
+            else:
+                diameter_px = self.estimate_diameter_px(norm, exclude=exclude, method=method)
+        scale = kept.scale if kept is not None else self.scale_for(diameter_px)
         labels, pred = self.labels_at_scale(
-            norm, self.scale_for(diameter_px), exclude=exclude, fg_threshold=fg_threshold, min_area_px=min_area_px
+            norm, scale, exclude=exclude, fg_threshold=fg_threshold, min_area_px=min_area_px, cached=kept
         )
         return (labels, pred) if return_prediction else labels
 

@@ -65,7 +65,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
     "seed": 0,
     "threads": 2,
     "device": "cpu",
-    "model": {"backbone": "light", "overrides": {}, "train_diameter_px": 30.0},
+    "model": {"backbone": "light", "overrides": {}, "train_diameter_px": 30.0, "init_from": None},
     "data": {
         "emps_root": None,
         "emps_train_limit": None,
@@ -254,6 +254,48 @@ def _ap(res: dict, t: str = "0.5") -> float:
     return float(res["ap"].get(t, float("nan")))
 
 
+def warm_start(net: Any, model_dir: str | os.PathLike | None, *, arch: dict, train_diameter_px: float) -> dict | None:
+    """Load the weights of an existing model directory into `net` (fine-tuning).
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Freshly built network of architecture `arch`.
+    model_dir : path or None
+        Model directory written by :func:`micrometry.segment.model.save_model`;
+        relative paths are taken from the current directory.  None: no-op.
+    arch : dict
+        The recipe's architecture; must equal the source model's.
+    train_diameter_px : float
+        The recipe's training object size; must equal the source model's.
+
+    Returns
+    -------
+    dict or None
+        ``{"model_dir", "weights_sha256", "name"}`` of the source, recorded in
+        the new model's config; None when `model_dir` is None.
+
+    Raises
+    ------
+    ValueError
+        The source's architecture or training object size differs from the
+        recipe's (the message names both).
+    """
+    if not model_dir:
+        return None
+    from micrometry.segment.model import load_model, model_sha256
+
+    src = load_model(model_dir, device="cpu")
+    src_arch = {k: v for k, v in src.config["architecture"].items()}
+    if src_arch != arch:
+        raise ValueError(f"init_from {model_dir}: architecture {src_arch} differs from the recipe's {arch}")
+    if float(src.train_diameter_px) != float(train_diameter_px):
+        raise ValueError(f"init_from {model_dir}: trained at {src.train_diameter_px} px objects, "
+                         f"the recipe asks {train_diameter_px} px")
+    net.load_state_dict(src.net.state_dict(), strict=True)
+    return {"model_dir": str(model_dir), "name": src.config.get("name"), "weights_sha256": model_sha256(model_dir)}
+
+
 def train(config: dict, out_dir: str | os.PathLike, *, command: str | None = None,
           recipe_file: str | None = None) -> dict:
     """Train a flow model with a recipe and write its model directory.
@@ -324,6 +366,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, command: str | None = Non
     # ---- model
     arch = network_config(cfg["model"]["backbone"], **cfg["model"].get("overrides", {}))
     net = build_network(arch["backbone"], **{k: v for k, v in arch.items() if k not in ("backbone", "in_channels", "out_channels")}).to(device)
+    init_from = warm_start(net, cfg["model"].get("init_from"), arch=arch, train_diameter_px=d_train)
     opt = torch.optim.AdamW(net.parameters(), lr=float(ocfg["lr"]), weight_decay=float(ocfg["weight_decay"]))
     model_config = {
         "name": out_dir.name,
@@ -342,6 +385,7 @@ def train(config: dict, out_dir: str | os.PathLike, *, command: str | None = Non
                                      if device.type == "cpu" else ""),
             "torch_version": torch.__version__,
             "n_parameters": count_parameters(net),
+            "init_from": init_from,
         },
     }
 

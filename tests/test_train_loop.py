@@ -162,3 +162,26 @@ def test_training_with_emps_validation_keeps_best_checkpoint(tmp_path):
     best_ap = max(float(r["val_ap50"]) for r in rows if r["val_ap50"])
     assert v["gt_diameter"]["ap"]["0.5"] == pytest.approx(best_ap)
     assert model.config["training"]["data"]["emps"]["n_images"] == 3
+
+
+def test_warm_start_continues_from_a_model_directory(tmp_path):
+    from micrometry.segment.model import model_sha256
+
+    first = train({**_TINY, "optim": {**_TINY["optim"], "max_steps": 5}}, tmp_path / "a")
+    assert first["steps"] == 5
+    src = load_model(tmp_path / "a")
+    # zero steps of fine-tuning: the weights are exactly the source's
+    cfg = {**_TINY, "model": {**_TINY["model"], "init_from": str(tmp_path / "a")},
+           "optim": {**_TINY["optim"], "max_steps": 0}}
+    train(cfg, tmp_path / "b")
+    tuned = load_model(tmp_path / "b")
+    for name, tensor in src.net.state_dict().items():
+        assert torch.equal(tensor, tuned.net.state_dict()[name]), name
+    assert tuned.config["training"]["init_from"]["weights_sha256"] == model_sha256(tmp_path / "a")
+    # a recipe whose architecture or object size differs is refused, naming the source
+    bad = {**cfg, "model": {**cfg["model"], "overrides": {"base_channels": 8, "depth": 3}}}
+    with pytest.raises(ValueError, match=r"init_from .*a: architecture"):
+        train(bad, tmp_path / "c")
+    bad = {**cfg, "model": {**cfg["model"], "train_diameter_px": 20.0}}
+    with pytest.raises(ValueError, match="trained at 12.0 px objects"):
+        train(bad, tmp_path / "d")

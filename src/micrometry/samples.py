@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-__all__ = ["SampleDiscoveryError", "discover_samples", "check_sample_name"]
+__all__ = ["SampleDiscoveryError", "discover_samples", "check_sample_name", "safe_result_path"]
 
 #: Extensions read by :func:`micrometry.io.readers.read_image` (lower case).
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -27,19 +27,87 @@ def check_sample_name(sample: str) -> str:
 
     A sample name becomes part of output paths, so it must never point outside
     ``results_dir``: no absolute paths, no ``..`` components, no empty parts,
-    no backslashes or control characters.
+    no backslashes or control characters (NUL, newline, DEL, ...).
+
+    Parameters
+    ----------
+    sample : str
+        Candidate sample name, e.g. ``"plate1/img_001"``.
+
+    Returns
+    -------
+    str
+        `sample`, unchanged.
+
+    Raises
+    ------
+    ValueError
+        If the name is unsafe; the message quotes it and says why.
     """
+    if not isinstance(sample, str):
+        raise ValueError(f"unsafe sample name {sample!r}: it must be a string")
     p = PurePosixPath(sample)
     bad = (
         not sample
         or p.is_absolute()
         or any(part in ("", ".", "..") for part in sample.split("/"))
         or "\\" in sample
-        or any(ord(c) < 32 for c in sample)
+        or any(ord(c) < 32 or ord(c) == 127 for c in sample)
     )
     if bad:
         raise ValueError(f"unsafe sample name {sample!r}: it must be a plain relative path")
     return sample
+
+
+def safe_result_path(results_dir: str | os.PathLike, *parts: str) -> Path:
+    """Join `parts` below `results_dir`, refusing any path that would leave it.
+
+    Every path the stages write or read for a sample (``errors/{sample}.json``,
+    ``objects/{sample}.parquet``, ...) is built with this function, so a
+    crafted sample name cannot reach a file outside ``results_dir``.
+
+    Parameters
+    ----------
+    results_dir : path
+        The workflow's results folder.
+    *parts : str
+        Path components below it, e.g. ``"errors", f"{sample}.json"``; a part
+        may itself contain ``/`` (nested sample names).
+
+    Returns
+    -------
+    pathlib.Path
+        ``Path(results_dir, *parts)``, not resolved.
+
+    Raises
+    ------
+    ValueError
+        If a part is absolute, contains a NUL or a backslash, or the joined
+        path, normalised lexically (``a/../..`` collapsed), is not strictly
+        inside `results_dir`.  The message names the offending part.
+
+    Notes
+    -----
+    The check is lexical: symbolic links that the operator placed inside
+    ``results_dir`` (e.g. ``images`` pointing to a scratch disk) are honoured;
+    only the sample-derived part of the path is constrained.
+    """
+    if not parts:
+        raise ValueError("safe_result_path needs at least one path component below results_dir")
+    for part in parts:
+        text = os.fspath(part)
+        if not text or "\x00" in text or "\\" in text or PurePosixPath(text).is_absolute() or os.path.isabs(text):
+            raise ValueError(
+                f"refusing to build a result path from {text!r}: it must be a non-empty relative path "
+                f"without NUL or backslash (below results_dir {os.fspath(results_dir)!r})"
+            )
+    rel = os.path.normpath(os.path.join(*(os.fspath(p) for p in parts)))
+    if rel in (".", "..") or rel.startswith("../") or os.path.isabs(rel):
+        raise ValueError(
+            f"refusing to write outside results_dir {os.fspath(results_dir)!r}: "
+            f"{'/'.join(map(os.fspath, parts))!r} resolves to {rel!r}, which is not below it"
+        )
+    return Path(results_dir).joinpath(*parts)
 
 
 def discover_samples(

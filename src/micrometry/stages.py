@@ -14,6 +14,7 @@ written and list the sample with its reason.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -34,8 +35,24 @@ __all__ = [
 
 
 def errors_path(results_dir: str | os.PathLike, sample: str) -> Path:
-    """Where a sample's error report goes: ``{results}/errors/{sample}.json``."""
-    return Path(results_dir) / "errors" / f"{sample}.json"
+    """Where a sample's error report goes: ``{results}/errors/{sample}.json``.
+
+    Raises
+    ------
+    ValueError
+        If `sample` is not a safe sample name (see
+        :func:`micrometry.samples.check_sample_name`) or the path would lie
+        outside `results_dir`; the message names the sample.
+    """
+    return _sample_path(results_dir, "errors", sample, ".json")
+
+
+def _sample_path(results_dir: str | os.PathLike, folder: str, sample: str, suffix: str) -> Path:
+    """``{results_dir}/{folder}/{sample}{suffix}``, refusing unsafe sample names."""
+    from micrometry.samples import check_sample_name, safe_result_path
+
+    check_sample_name(sample)
+    return safe_result_path(results_dir, folder, f"{sample}{suffix}")
 
 
 def _record_error(error_json: str | os.PathLike | None, *, sample: str, file: str, stage: str, reason: str) -> dict:
@@ -69,8 +86,32 @@ def run_ingest(
 ) -> dict[str, Any]:
     """Read one micrograph and write its OME-Zarr store.
 
-    Returns the ``micrometry`` attributes written to the store; on unreadable
-    input the store holds only those attributes with ``status: "error"``.
+    Parameters
+    ----------
+    image_path : path
+        The micrograph (any format :func:`micrometry.io.readers.read_image` reads).
+    store_path : path
+        OME-Zarr store to write.
+    sample : str
+        Sample name, recorded in the attributes and the error report.
+    chunk_px : int
+        Chunk edge length in pixels.
+    max_pixels : int, optional
+        Decompression-bomb limit (Y * X pixels); None means
+        :data:`~micrometry.io.readers.DEFAULT_MAX_PIXELS` (the config's
+        ``ingest.max_pixels`` is always an integer >= 1).
+    error_json : path, optional
+        Where to write ``{file, stage, reason}`` when the file cannot be read;
+        a stale ingest report there is removed when the file reads.
+
+    Returns
+    -------
+    dict
+        The ``micrometry`` attributes written to the store; on unreadable
+        input (missing, not a regular file, unreadable, empty, not an image,
+        truncated, corrupt, larger than `max_pixels`) the store holds only
+        those attributes, with ``status: "error"`` and the reason in plain
+        words naming the file.  Bad input never raises.
     """
     import zarr
 
@@ -80,19 +121,18 @@ def run_ingest(
 
     image_path = Path(image_path)
     params = {"chunk_px": chunk_px, "max_pixels": max_pixels if max_pixels is not None else DEFAULT_MAX_PIXELS}
+    raw, sha, reason = None, None, None
     try:
+        raw = read_image(image_path, max_pixels=params["max_pixels"])
         sha = sha256_file(image_path)
-    except OSError as exc:
-        sha = None
-        reason = f"cannot read file: {exc.strerror or exc}"
+    except ImageReadError as exc:
+        raw, reason = None, str(exc)
+    except OSError as exc:  # read, then unreadable for hashing (removed, permissions changed)
         raw = None
-    else:
-        try:
-            raw = read_image(image_path, max_pixels=params["max_pixels"])
-            reason = None
-        except ImageReadError as exc:
-            raw = None
-            reason = str(exc)
+        reason = str(ImageReadError(image_path, f"the file cannot be read ({exc.strerror or exc})"))
+    if raw is None and sha is None and image_path.is_file():  # never open a named pipe
+        with contextlib.suppress(OSError):  # the bytes' checksum, when there are bytes
+            sha = sha256_file(image_path)
     attrs: dict[str, Any] = {
         "sample": sample,
         "source_path": str(image_path),
@@ -361,9 +401,9 @@ def run_aggregate(
 
     results = Path(results_dir)
     paths = {
-        "objects_paths": {s: results / "objects" / f"{s}.parquet" for s in samples},
-        "calibration_paths": {s: results / "calibration" / f"{s}.json" for s in samples},
-        "segment_paths": {s: results / "segment" / f"{s}.json" for s in samples},
+        "objects_paths": {s: _sample_path(results, "objects", s, ".parquet") for s in samples},
+        "calibration_paths": {s: _sample_path(results, "calibration", s, ".json") for s in samples},
+        "segment_paths": {s: _sample_path(results, "segment", s, ".json") for s in samples},
         "error_paths": {s: errors_path(results, s) for s in samples if errors_path(results, s).exists()},
     }
     objects, images = aggregate_dataset(samples, objects_schema=objects_schema(), **paths)

@@ -31,6 +31,7 @@ import hashlib
 import math
 import os
 import re
+import stat
 import struct
 import threading
 import warnings
@@ -219,9 +220,14 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     path : str or path-like
         Image file; its format is detected from the content.
     max_pixels : int or None, optional
-        Refuse images with more than this many pixels (Y * X), checked from
-        the header before any pixel data is decoded.  ``None`` disables the
-        check.
+        Decompression-bomb guard: refuse images with more than this many
+        pixels (Y * X), checked from the header before any pixel data is
+        decoded (default :data:`DEFAULT_MAX_PIXELS`).  ``None`` disables the
+        check; otherwise it must be a positive integer (0 is not "no limit":
+        it raises ``ValueError``).  Pillow's own global limit,
+        ``PIL.Image.MAX_IMAGE_PIXELS``, is lifted only while a file is
+        decoded, so that this limit is the one that applies, and is restored
+        afterwards, also on error.
 
     Returns
     -------
@@ -231,17 +237,34 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     Raises
     ------
     ImageReadError
-        If the file is missing, empty, not an image, of an unsupported kind,
-        truncated or corrupt, or larger than `max_pixels`.  The message names
-        the file and the reason.
+        If the file is missing (or a broken symbolic link), not a regular
+        file (a folder, a named pipe, a device), unreadable, empty, not an
+        image, of an unsupported kind, truncated or corrupt, or larger than
+        `max_pixels`.  The message names the file and the reason.
+    ValueError
+        If `max_pixels` is neither None nor a positive integer (a
+        programming or configuration error, not bad input).
     """
+    if max_pixels is not None and (
+        isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1
+    ):
+        raise ValueError(f"max_pixels must be a positive integer or None (no limit), got {max_pixels!r}")
     p = Path(path)
-    if not p.exists():
-        raise ImageReadError(p, "the file does not exist")
-    if p.is_dir():
-        raise ImageReadError(p, "it is a directory, not a file")
     try:
-        size = p.stat().st_size
+        st = p.stat()
+    except OSError as exc:
+        if _is_symlink(p):
+            target = os.readlink(p)
+            raise ImageReadError(p, f"the file does not exist: it is a broken symbolic link to '{target}'") from exc
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            raise ImageReadError(p, "the file does not exist") from exc
+        raise ImageReadError(p, f"the file cannot be opened ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageReadError(p, "it is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):  # opening a named pipe would wait forever
+        raise ImageReadError(p, f"it is not a regular file but a {_file_kind(st.st_mode)}")
+    size = st.st_size
+    try:
         with open(p, "rb") as fh:
             head = fh.read(_HEAD_BYTES)
     except OSError as exc:
@@ -278,6 +301,12 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     except MemoryError as exc:
         raise ImageReadError(p, "not enough memory to decode it") from exc
     except Exception as exc:  # library errors on corrupt input come in many types
+        if _is_bomb_error(exc):
+            raise ImageReadError(
+                p,
+                f"the {fmt.upper()} file holds compressed data that expands far beyond its declared size "
+                f"(a decompression bomb; {_describe(exc)}); refusing to decode it",
+            ) from exc
         raise ImageReadError(p, f"the {fmt.upper()} file is truncated or corrupt ({_describe(exc)})") from exc
 
     grey, conversion = _to_grey(data, mode, p)
@@ -289,6 +318,34 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
 
 # --------------------------------------------------------------------------
 # helpers
+
+
+def _is_symlink(path: Path) -> bool:
+    try:
+        return path.is_symlink()
+    except OSError:
+        return False
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def _is_bomb_error(exc: BaseException) -> bool:
+    """Pillow's refusals of oversized compressed data (PNG text/ICC chunks, bombs)."""
+    from PIL import Image
+
+    if isinstance(exc, Image.DecompressionBombError):
+        return True
+    return isinstance(exc, ValueError) and "decompressed data too large" in str(exc).lower()
 
 
 def _describe(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ include: "rules/evaluate.smk"
 
 
 onstart:
-    write_run_provenance()
+    start_run()
 
 
 rule all:

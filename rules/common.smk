@@ -8,6 +8,12 @@ from micrometry.samples import discover_samples
 INPUT_DIR = Path(config["input_dir"])
 RESULTS = config["results_dir"]
 SAMPLES = discover_samples(INPUT_DIR, exclude_dirs=tuple(config["exclude_dirs"]))
+if config["calibration"]["overrides_csv"]:
+    from micrometry.calibrate.overrides import load_overrides
+
+    CALIBRATION_OVERRIDES = load_overrides(config["calibration"]["overrides_csv"])
+else:
+    CALIBRATION_OVERRIDES = {}
 
 
 wildcard_constraints:
@@ -83,8 +89,18 @@ def get_final_output():
     return out
 
 
-def write_run_provenance():
-    """{results}/provenance/<timestamp>.json with the resolved config and versions."""
-    from micrometry.provenance import write_run_provenance as _write
+def start_run():
+    """Lock the results directory for this run (a second concurrent run stops with a
+    message naming the first), then write {results}/provenance/<timestamp>.json."""
+    from micrometry.provenance import write_run_provenance
+    from micrometry.runlock import acquire_results_lock
 
-    _write(RESULTS, config=config)
+    acquire_results_lock(RESULTS)
+    write_run_provenance(RESULTS, config=config)
+
+
+def calibration_override(wildcards):
+    """The sample's own row of the overrides table (nm/px, or "none"): editing the table
+    reruns calibrate only for the samples whose row changed."""
+    value = CALIBRATION_OVERRIDES.get(wildcards.sample)
+    return "none" if value is None else repr(float(value))

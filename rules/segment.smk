@@ -17,6 +17,11 @@ rule segment:
         model_sha256=segment_model_sha256(),
         model=model_arg,
         roi=lambda wildcards, input: f"--roi {input.roi[0]}" if input.roi else "",
+        # where tiles run is not a result, so it must not trigger reruns: Snakemake does not
+        # record params derived from the input (a function taking `input`)
+        dask=lambda wildcards, input: (
+            f"--dask-address {config['dask']['address']}" if config["dask"]["address"] else ""
+        ),
     threads: 2
     resources:
         mem_mb=4000,
@@ -26,4 +31,5 @@ rule segment:
     shell:
         "micrometry segment {input.store:q} {output.summary:q} --sample {wildcards.sample:q}"
         " --settings {params.settings:q} {params.roi} {params.model} --threads {threads}"
+        " --mem-mb {resources.mem_mb} {params.dask}"
         " > {log:q} 2>&1"

@@ -195,3 +195,53 @@ def test_real_dask_scheduler_and_worker_subprocesses(tmp_path, image):
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+# --------------------------------------------------------------------------- the segment stage on Dask
+def _stage_inputs(tmp_path):
+    """A stored 600 x 640 synthetic micrograph and a copy of the shipped model that tiles above 256 px."""
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from micrometry.stages import run_ingest
+    from micrometry.train.synth import render_micrograph
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model_dir = tmp_path / "model"
+    shutil.copytree(os.path.join(repo, "models", "flow-light"), model_dir)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg["inference"].update(tile_px=256, overlap_px=64, backend="numpy")
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+    m = render_micrograph(5, shape=(600, 640))
+    Image.fromarray(m.image).save(tmp_path / "img.png")
+    run_ingest(tmp_path / "img.png", tmp_path / "img.ome.zarr", sample="img")
+    settings = {"method": "flow", "flow": {"model": str(model_dir), "diameter_px": 30.0, "device": "cpu"}}
+    return settings
+
+
+def test_segment_stage_sends_tiles_to_dask_address(tmp_path):
+    """config dask.address: the stage's tiles run on that scheduler's workers, same labels."""
+    pytest.importorskip("torch")
+    from micrometry.io.omezarr import load_labels
+    from micrometry.stages import run_segment
+
+    settings = _stage_inputs(tmp_path)
+    store = tmp_path / "img.ome.zarr"
+    run_segment(store, tmp_path / "local.json", sample="img", settings=settings, threads=2, mem_mb=2000)
+    local = load_labels(store, "instances")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp://",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        with distributed.Client(cluster.scheduler_address) as observer, \
+                distributed.get_task_stream(observer) as stream:
+            summary = run_segment(store, tmp_path / "remote.json", sample="img", settings=settings, threads=2,
+                                  dask_address=cluster.scheduler_address)
+        tile_tasks = [t for t in stream.data if str(t["key"]).startswith("predict-tile-")]
+        assert len(tile_tasks) >= 4 and {t["worker"] for t in tile_tasks} <= set(cluster.scheduler.workers)
+    assert summary["status"] == "ok" and summary["n_objects"] > 5
+    remote = load_labels(store, "instances")
+    from micrometry.evaluate import match_instances
+
+    res = match_instances(local, remote, thresholds=(0.9,))
+    assert res["tp"][0.9] >= 0.98 * local.max()  # same objects (float sums may differ in the last bits)

@@ -77,14 +77,17 @@ def run(tmp_path_factory):
     override_sample = png_samples[0]
     (root / "overrides.csv").write_text(f"sample,nm_per_px,note\n{override_sample},2.0,known\n")
     results = root / "results"
+    model = root / "model"  # a copy, so a test can replace the model
+    shutil.copytree(REPO / "models" / "flow-light", model)
     (root / "config.yaml").write_text(
         f"input_dir: {inp}\nresults_dir: {results}\n"
         f"calibration:\n  overrides_csv: {root / 'overrides.csv'}\n"
+        f"segment:\n  method: flow\n  flow:\n    model: {model}\n"
     )
     proc = snakemake(root, "--configfile", str(root / "config.yaml"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return {"root": root, "input": inp, "results": results, "truth": truth, "override_sample": override_sample,
-            "samples": sorted([*truth, "broken"]), "proc": proc}
+            "samples": sorted([*truth, "broken"]), "proc": proc, "model": model}
 
 
 def test_image_stores_follow_ngff(run):
@@ -210,13 +213,143 @@ def test_second_run_does_nothing_and_new_image_reruns_only_itself(run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
     src = next(t["file"] for s, t in run["truth"].items() if t["file"].suffix == ".png")
-    shutil.copy(src, run["input"] / "batch2" / "added.png")
-    proc = snakemake(run["root"], "--configfile", cfg, "-n")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = job_counts(proc.stdout)
-    assert counts == {"ingest": 1, "calibrate": 1, "segment": 1, "measure": 1, "qc": 1,
-                      "aggregate_dataset": 1, "all": 1}, proc.stdout[-3000:]
-    assert scheduled_samples(proc.stdout) == {"batch2/added"}
+    added = run["input"] / "batch2" / "added.png"
+    shutil.copy(src, added)
+    try:
+        proc = snakemake(run["root"], "--configfile", cfg, "-n")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        counts = job_counts(proc.stdout)
+        assert counts == {"ingest": 1, "calibrate": 1, "segment": 1, "measure": 1, "qc": 1,
+                          "aggregate_dataset": 1, "all": 1}, proc.stdout[-3000:]
+        assert scheduled_samples(proc.stdout) == {"batch2/added"}
+    finally:
+        added.unlink()
+
+
+def _dry_run(run) -> subprocess.CompletedProcess:
+    proc = snakemake(run["root"], "--configfile", str(run["root"] / "config.yaml"), "-n")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _nothing_to_do(proc) -> bool:
+    return "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_recopied_image_with_same_content_does_not_rerun(run):
+    """A new mtime alone (re-copied file, fresh checkout) is checked against the recorded checksum."""
+    path = run["truth"][run["override_sample"]]["file"]
+    later = path.stat().st_mtime + 3600
+    os.utime(path, (later, later))
+    assert _nothing_to_do(_dry_run(run))
+
+
+def test_changed_image_reruns_its_own_chain_only(run):
+    sample = next(s for s, t in run["truth"].items() if t["file"].suffix == ".png" and s != run["override_sample"])
+    path = run["truth"][sample]["file"]
+    original = path.read_bytes()
+    try:
+        from PIL import Image
+
+        arr = np.asarray(Image.open(path)).copy()
+        arr[:8, :8] = 255 - arr[:8, :8]  # a few pixels differ
+        Image.fromarray(arr).save(path)
+        proc = _dry_run(run)
+        assert job_counts(proc.stdout) == {"ingest": 1, "calibrate": 1, "segment": 1, "measure": 1, "qc": 1,
+                                           "aggregate_dataset": 1, "all": 1}, proc.stdout[-3000:]
+        assert scheduled_samples(proc.stdout) == {sample}
+    finally:
+        path.write_bytes(original)
+    assert _nothing_to_do(_dry_run(run))  # same content again: nothing to redo
+
+
+def test_override_change_reruns_calibrate_measure_aggregate_of_that_sample(run):
+    table = run["root"] / "overrides.csv"
+    original = table.read_text()
+    try:
+        table.write_text(original.replace(",2.0,", ",2.5,") + "# a comment line changes nothing\n")
+        proc = _dry_run(run)
+        assert job_counts(proc.stdout) == {"calibrate": 1, "measure": 1, "qc": 1, "aggregate_dataset": 1,
+                                           "all": 1}, proc.stdout[-3000:]
+        assert scheduled_samples(proc.stdout) == {run["override_sample"]}
+        table.write_text(original + "# only a comment\n")
+        assert _nothing_to_do(_dry_run(run))
+    finally:
+        table.write_text(original)
+
+
+def test_new_model_reruns_segment_measure_aggregate_not_ingest_or_calibrate(run):
+    import torch
+
+    from micrometry.segment.model import load_model, save_model
+
+    saved = {p.name: p.read_bytes() for p in run["model"].iterdir() if p.is_file()}
+    try:
+        model = load_model(run["model"])
+        with torch.no_grad():
+            model.net.head.bias.add_(1e-3)  # "retrained": other weights, other SHA-256
+        save_model(model, model.config, run["model"])
+        proc = _dry_run(run)
+        n = len(run["samples"])
+        assert job_counts(proc.stdout) == {"segment": n, "measure": n, "qc": n, "aggregate_dataset": 1,
+                                           "all": 1}, proc.stdout[-3000:]
+    finally:
+        for name, data in saved.items():
+            (run["model"] / name).write_bytes(data)
+    assert _nothing_to_do(_dry_run(run))
+
+
+def _output_hashes(results: Path) -> dict[str, str]:
+    """SHA-256 of every result file except run records (logs, benchmarks, provenance, lock)."""
+    import hashlib
+
+    skip = {"logs", "benchmarks", "provenance"}
+    out = {}
+    for p in sorted(results.rglob("*")):
+        rel = p.relative_to(results)
+        if p.is_file() and rel.parts[0] not in skip and p.name not in (".micrometry.lock", ".snakemake_timestamp"):
+            out[rel.as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def test_sigkill_then_rerun_gives_identical_results_and_a_second_run_is_refused(run, tmp_path):
+    """Kill the whole run mid-way (SIGKILL to its process group), rerun: the same bytes as an
+    uninterrupted run.  While it runs, a second run on the same results_dir (from another
+    working directory, so Snakemake's own lock does not apply) stops with a clear message."""
+    import signal
+    import time
+
+    results = tmp_path / "results"
+    cfg = run["root"] / "config.yaml"
+    config_args = ("--configfile", str(cfg), "--config", f"results_dir={results}")
+    work_a, work_b = tmp_path / "a", tmp_path / "b"
+    work_a.mkdir()
+    work_b.mkdir()
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work_a),
+           "--cores", "2", *config_args]
+    proc = subprocess.Popen(cmd, cwd=work_a, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((results / "segment").glob("*.json")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no segment output after 300 s"
+            time.sleep(0.2)
+        second = snakemake(work_b, *config_args)
+        assert second.returncode != 0
+        assert "is in use by another micrometry run" in second.stderr + second.stdout, second.stderr[-2000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (results / "dataset" / "objects.parquet").exists()  # really killed mid-way
+    resumed = snakemake(work_a, *config_args)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    assert not list(results.rglob("*.tmp*")), "temporary files left behind"
+    reference = _output_hashes(run["results"])
+    assert _output_hashes(results) == reference
+    assert "dataset/objects.parquet" in reference and len(reference) > 30
 
 
 def test_lint_is_clean(tmp_path):

@@ -1,8 +1,10 @@
 """Atomic file and directory writes.
 
 Every output of a stage is first written next to its final path under a
-temporary name and then renamed into place, so a run killed mid-way never
-leaves a half-written result that looks complete.
+temporary name (``.{name}.tmp-{pid}-{random}``) and then renamed into place,
+so a run killed mid-way never leaves a half-written result that looks
+complete; the next write of the same path removes the temporaries of dead
+writers (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,51 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_dir", "write_json", "write_text"]
+__all__ = ["atomic_path", "atomic_dir", "remove_stale_temporaries", "write_json", "write_text"]
 
 
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{next(tempfile._get_candidate_names())}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete what a killed writer of `path` left behind (``.{name}.tmp-{pid}-*`` of dead pids).
+
+    A process killed with SIGKILL cannot clean up; the next write of the same
+    path does it.  Temporaries of live processes are kept.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The removed files/directories.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    prefix = f".{path.name}.tmp-"
+    for cand in path.parent.iterdir():
+        if not cand.name.startswith(prefix):
+            continue
+        pid_text = cand.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        if cand.is_dir() and not cand.is_symlink():
+            shutil.rmtree(cand, ignore_errors=True)
+        else:
+            cand.unlink(missing_ok=True)
+        removed.append(cand)
+    return removed
 
 
 @contextlib.contextmanager
@@ -40,6 +82,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _tmp_name(path)
     try:
         yield tmp
@@ -59,6 +102,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _tmp_name(path)
     tmp.mkdir()
     try:

@@ -211,6 +211,8 @@ def run_segment(
     roi_path: str | os.PathLike | None = None,
     model_dir: str | os.PathLike | None = None,
     threads: int = 1,
+    mem_mb: int | None = None,
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Segment one stored image and write ``labels/instances`` into its store.
 
@@ -225,6 +227,11 @@ def run_segment(
         Flow model directory (``method: flow``); default ``settings["flow"]["model"]``.
     threads : int
         CPU threads for the network and tracking.
+    mem_mb : int, optional
+        The job's memory (MiB): sizes the in-job Dask cluster of tiled inference.
+    dask_address : str, optional
+        Send the tiles of large images to this Dask scheduler (config
+        ``dask.address``) instead of an in-job cluster.
 
     Returns
     -------
@@ -262,6 +269,7 @@ def run_segment(
     roi_excluded = load_roi_mask(roi_path, image.shape) if roi_path else None
     if method == "flow":
         model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads)
+        model.use_dask(dask_address, threads=threads, mem_mb=mem_mb)
     labels, excluded, prediction = segment_image(image, settings, model=model, roi_excluded=roi_excluded)
     write_labels(store_path, labels, name="instances", nm_per_px=attrs.get("metadata_nm_per_px"),
                  attrs={"provenance": prov})

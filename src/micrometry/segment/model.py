@@ -346,6 +346,8 @@ class FlowModel:
         self.config.setdefault("normalization", {"method": "percentile", "percentiles": list(DEFAULT_PERCENTILES)})
         self.config.setdefault("inference", dict(_DEFAULT_INFERENCE))
         self.device = torch.device(device)
+        #: Dask placement of tiled inference (:meth:`use_dask`); None = in this process, synchronously
+        self.dask: dict[str, Any] | None = None
         # channels-last activations: ~1.4x faster convolutions on CPU (oneDNN), same results to ~1e-5
         self.net = net.to(self.device, memory_format=torch.channels_last).eval()
 
@@ -401,8 +403,36 @@ class FlowModel:
             out[0] = torch.sigmoid(out[0])
             return np.ascontiguousarray(out.float().cpu().numpy())
 
+    def use_dask(self, address: str | None = None, *, threads: int = 1, mem_mb: int | None = None) -> None:
+        """Compute the tiles of large images on Dask.
+
+        Parameters
+        ----------
+        address : str, optional
+            A running scheduler (``tcp://host:8786``; dask-jobqueue,
+            dask-cuda's ``LocalCUDACluster``...): tiles go to its workers,
+            which need micrometry installed.  None: an in-job
+            :class:`distributed.LocalCluster` of `threads` threaded workers'
+            worth (:func:`micrometry._dask.cluster_size_from_resources`, one
+            BLAS thread each), started only when an image is large enough to
+            be tiled and closed afterwards.
+        threads, mem_mb : int, optional
+            The job's threads and memory (MiB) for the in-job cluster.
+        """
+        self.dask = {"address": address, "threads": int(threads), "mem_mb": mem_mb}
+
+    def _tile_compute(self, lazy: Any) -> np.ndarray:
+        if self.dask is None:
+            return self._tile_compute(lazy)
+        from micrometry._dask import cluster_size_from_resources, dask_client
+
+        address = self.dask["address"]
+        size = {} if address else cluster_size_from_resources(self.dask["threads"], self.dask["mem_mb"])
+        with dask_client(address, **size):
+            return np.asarray(lazy.compute(), dtype=np.float32)
+
     def _predict_any_size(self, image_norm: np.ndarray) -> np.ndarray:
-        """:meth:`predict`, through the tiled Dask path for large images when available."""
+        """:meth:`predict`, through the tiled Dask path (:meth:`use_dask`) for large images."""
         tile_px = int(self._inference("tile_px") or _DEFAULT_INFERENCE["tile_px"])
         if max(image_norm.shape) > tile_px:
             try:
@@ -417,7 +447,7 @@ class FlowModel:
                 overlap_px=int(self._inference("overlap_px") or 96),
                 pad_multiple_px=self.net.size_multiple,
             )
-            return np.asarray(lazy.compute(scheduler="synchronous"), dtype=np.float32)
+            return self._tile_compute(lazy)
         return self.predict(image_norm)
 
     def scale_for(self, diameter_px: float) -> float:

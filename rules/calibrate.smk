@@ -24,5 +24,5 @@ rule calibrate:
     conda:
         "../envs/micrometry.yaml"
     shell:
-        "micrometry calibrate {input.image:q} --sample {wildcards.sample:q} --output {output.json:q}"
+        "micrometry calibrate {input.image:q} --sample={wildcards.sample:q} --output {output.json:q}"
         " {params.overrides} {params.scalebar} > {log:q} 2>&1"

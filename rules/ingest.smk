@@ -20,6 +20,6 @@ rule ingest:
     conda:
         "../envs/micrometry.yaml"
     shell:
-        "micrometry ingest {input.image:q} {output.store:q} --sample {wildcards.sample:q}"
+        "micrometry ingest {input.image:q} {output.store:q} --sample={wildcards.sample:q}"
         " --chunk-px {params.chunk_px} --max-pixels {params.max_pixels}"
         " --error-json {params.error_json:q} > {log:q} 2>&1"

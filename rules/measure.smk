@@ -24,7 +24,7 @@ rule measure:
         "../envs/micrometry.yaml"
     shell:
         "micrometry measure {input.store:q} {input.calibration:q} {input.segment:q} {output.objects:q}"
-        " --sample {wildcards.sample:q} --min-confidence {params.min_confidence}"
+        " --sample={wildcards.sample:q} --min-confidence {params.min_confidence}"
         " {params.low_confidence} > {log:q} 2>&1"
 
 
@@ -64,4 +64,4 @@ rule qc:
         "../envs/micrometry.yaml"
     shell:
         "micrometry qc {input.store:q} {input.calibration:q} {input.segment:q} {input.objects:q}"
-        " {output.overlay:q} {output.sizes:q} --sample {wildcards.sample:q} > {log:q} 2>&1"
+        " {output.overlay:q} {output.sizes:q} --sample={wildcards.sample:q} > {log:q} 2>&1"

@@ -29,7 +29,7 @@ rule segment:
     conda:
         "../envs/micrometry.yaml"
     shell:
-        "micrometry segment {input.store:q} {output.summary:q} --sample {wildcards.sample:q}"
+        "micrometry segment {input.store:q} {output.summary:q} --sample={wildcards.sample:q}"
         " --settings {params.settings:q} {params.roi} {params.model} --threads {threads}"
         " --mem-mb {resources.mem_mb} {params.dask}"
         " > {log:q} 2>&1"

@@ -78,6 +78,9 @@ IMAGES_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "analysed_px": (pa.int64(), "px", "pixels analysed (not excluded) by segmentation"),
     "image_height_px": (pa.int64(), "px", "image height Y"),
     "image_width_px": (pa.int64(), "px", "image width X"),
+    "segment_method": (pa.string(), "", '"flow" or "classical" (null when segmentation did not run)'),
+    "input_sha256": (pa.string(), "", "SHA-256 of the input file as ingested"),
+    "model_sha256": (pa.string(), "", "SHA-256 of the flow model's weights (null for classical)"),
 }
 
 #: Arrow schema of the images table (every column nullable except ``sample`` and ``status``).
@@ -257,6 +260,10 @@ def _segment_fields(seg: dict[str, Any], path: PathLike | None, *, required: boo
         out["analysed_px"] = int(analysed)
     elif required:
         raise ValueError(f"{path}: segment summary has no 'analysed_px'")
+    prov = seg.get("provenance") or {}
+    out["segment_method"] = seg.get("method")
+    out["input_sha256"] = prov.get("input_sha256")
+    out["model_sha256"] = prov.get("model_sha256")
     return out
 
 

@@ -20,7 +20,8 @@ rule segment:
         # where tiles run is not a result, so it must not trigger reruns: Snakemake does not
         # record params derived from the input (a function taking `input`)
         dask=lambda wildcards, input: (
-            f"--dask-address {config['dask']['address']}" if config["dask"]["address"] else ""
+            f"--dask-address {config['dask']['address']}" if config["dask"]["address"]
+            else ("--dask-cuda" if config["dask"]["cuda"] else "")
         ),
     threads: 2
     resources:

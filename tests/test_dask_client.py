@@ -245,3 +245,19 @@ def test_segment_stage_sends_tiles_to_dask_address(tmp_path):
 
     res = match_instances(local, remote, thresholds=(0.9,))
     assert res["tp"][0.9] >= 0.98 * local.max()  # same objects (float sums may differ in the last bits)
+
+
+def test_dask_cuda_without_the_package_names_the_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_dask_cuda(name, *a, **k):
+        if name == "dask_cuda":
+            raise ImportError("No module named 'dask_cuda'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask_cuda)
+    with pytest.raises(ImportError, match="pip install dask-cuda"):
+        with dask_client(cuda=True):
+            pass

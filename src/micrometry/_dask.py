@@ -112,6 +112,7 @@ def dask_client(
     threads_per_worker: int = 1,
     memory_limit: str | int = "auto",
     processes: bool = False,
+    cuda: bool = False,
 ) -> Iterator[distributed.Client]:
     """Open a Dask client for the duration of a ``with`` block.
 
@@ -128,6 +129,10 @@ def dask_client(
     processes : bool, optional
         Workers in separate processes (True) or as threads of this process
         (False, the default: no start-up cost, no serialisation, shared model).
+    cuda : bool, optional
+        Start a dask-cuda ``LocalCUDACluster`` instead (one worker process per
+        visible GPU; the sizing arguments are ignored).  Needs the
+        ``dask-cuda`` package; ImportError with the install command otherwise.
 
     Yields
     ------
@@ -165,6 +170,19 @@ def dask_client(
             yield client
         finally:
             client.close()
+        return
+
+    if cuda:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError as exc:
+            raise ImportError(
+                "dask.cuda is set but dask-cuda is not installed: pip install dask-cuda "
+                "(or start a LocalCUDACluster yourself and give its address as dask.address)"
+            ) from exc
+        with LocalCUDACluster(dashboard_address=None) as cluster, \
+                distributed.Client(cluster, set_as_default=True) as client:
+            yield client
         return
 
     for value, name in ((n_workers, "n_workers"), (threads_per_worker, "threads_per_worker")):

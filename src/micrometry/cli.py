@@ -81,7 +81,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     settings = json.loads(args.settings) if args.settings else {"method": "classical"}
     summary = run_segment(args.store, args.summary, sample=args.sample, settings=settings, roi_path=args.roi,
                           model_dir=args.model, threads=args.threads, mem_mb=args.mem_mb,
-                          dask_address=args.dask_address)
+                          dask_address=args.dask_address, dask_cuda=args.dask_cuda)
     print(f"segmented {args.sample}: status {summary['status']}, {summary['n_objects']} objects")
     return 0
 
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=1, help="CPU threads for the network")
     s.add_argument("--mem-mb", type=int, default=None, help="job memory (MiB): sizes the in-job Dask cluster")
     s.add_argument("--dask-address", default=None, help="send tiles of large images to this Dask scheduler")
+    s.add_argument("--dask-cuda", action="store_true", help="in-job cluster: dask-cuda LocalCUDACluster (GPUs)")
     s.set_defaults(func=_cmd_segment)
 
     s = sub.add_parser("measure", help="measure objects into a Parquet table")

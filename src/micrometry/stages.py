@@ -213,6 +213,7 @@ def run_segment(
     threads: int = 1,
     mem_mb: int | None = None,
     dask_address: str | None = None,
+    dask_cuda: bool = False,
 ) -> dict[str, Any]:
     """Segment one stored image and write ``labels/instances`` into its store.
 
@@ -232,6 +233,8 @@ def run_segment(
     dask_address : str, optional
         Send the tiles of large images to this Dask scheduler (config
         ``dask.address``) instead of an in-job cluster.
+    dask_cuda : bool
+        The in-job cluster is a dask-cuda ``LocalCUDACluster`` (config ``dask.cuda``).
 
     Returns
     -------
@@ -269,7 +272,7 @@ def run_segment(
     roi_excluded = load_roi_mask(roi_path, image.shape) if roi_path else None
     if method == "flow":
         model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads)
-        model.use_dask(dask_address, threads=threads, mem_mb=mem_mb)
+        model.use_dask(dask_address, threads=threads, mem_mb=mem_mb, cuda=dask_cuda)
     labels, excluded, prediction = segment_image(image, settings, model=model, roi_excluded=roi_excluded)
     write_labels(store_path, labels, name="instances", nm_per_px=attrs.get("metadata_nm_per_px"),
                  attrs={"provenance": prov})

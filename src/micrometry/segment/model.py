@@ -403,7 +403,9 @@ class FlowModel:
             out[0] = torch.sigmoid(out[0])
             return np.ascontiguousarray(out.float().cpu().numpy())
 
-    def use_dask(self, address: str | None = None, *, threads: int = 1, mem_mb: int | None = None) -> None:
+    def use_dask(
+        self, address: str | None = None, *, threads: int = 1, mem_mb: int | None = None, cuda: bool = False
+    ) -> None:
         """Compute the tiles of large images on Dask.
 
         Parameters
@@ -418,17 +420,20 @@ class FlowModel:
             be tiled and closed afterwards.
         threads, mem_mb : int, optional
             The job's threads and memory (MiB) for the in-job cluster.
+        cuda : bool, optional
+            The in-job cluster is a dask-cuda ``LocalCUDACluster`` (one worker
+            per GPU) instead.
         """
-        self.dask = {"address": address, "threads": int(threads), "mem_mb": mem_mb}
+        self.dask = {"address": address, "threads": int(threads), "mem_mb": mem_mb, "cuda": bool(cuda)}
 
     def _tile_compute(self, lazy: Any) -> np.ndarray:
         if self.dask is None:
             return self._tile_compute(lazy)
         from micrometry._dask import cluster_size_from_resources, dask_client
 
-        address = self.dask["address"]
-        size = {} if address else cluster_size_from_resources(self.dask["threads"], self.dask["mem_mb"])
-        with dask_client(address, **size):
+        address, cuda = self.dask["address"], self.dask.get("cuda", False)
+        size = {} if address or cuda else cluster_size_from_resources(self.dask["threads"], self.dask["mem_mb"])
+        with dask_client(address, cuda=cuda and not address, **size):
             return np.asarray(lazy.compute(), dtype=np.float32)
 
     def _predict_any_size(self, image_norm: np.ndarray) -> np.ndarray:

@@ -1,0 +1,523 @@
+"""Measure a scale bar's length in pixels, end to end, sub-pixel.
+
+Given a grey image and an approximate box around a scale bar (as a detector
+gives it: some margin, maybe part of the label), :func:`measure_bar`
+
+1. works in the bar's frame: a vertical bar is transposed, so the bar runs
+   along the columns;
+2. thresholds the box at Otsu's level and takes the connected components of
+   both polarities (bright on dark, dark on bright) as candidates; a
+   component reaching both ends of the box is background (a data bar, the
+   inside of a box) and is skipped, one touching the box elsewhere counts
+   less.  Equally spaced, equally tall marks on the same rows are grouped
+   into one candidate (a dotted ruler).  The bar is the longest candidate
+   that is at least 1.5 times longer than thick;
+3. re-thresholds halfway between the bar level (median of the bar's core)
+   and the local background (median of a ring 3-4 px around it), which
+   also makes the result independent of the image's dtype and range;
+4. builds the coverage profile along the axis: per column, the sum over the
+   bar's rows (± 1 row) of ``clip((I - background) / (bar - background), 0, 1)``,
+   counted only near the bar so that speckles and label glyphs elsewhere do
+   not add to it;
+5. takes the run of columns whose coverage is at least half the plateau
+   (the median over the bar) as the whole-pixel extent (the convention of
+   ``tests/data/emps_scalebar_truth.csv``: outer edge to outer edge, end
+   ticks included), then moves each end by the partial coverage of the
+   columns at the edge: with ``f = coverage / local maximum`` (the local
+   maximum is the end tick when there is one), the left edge is
+   ``a + 2 - sum(f[a-3 : a+2])`` for a run starting at column ``a``, and
+   likewise on the right.  On an anti-aliased bar this recovers a fractional
+   length exactly, whatever the sub-pixel position of the ends.
+
+All coordinates are in image pixels, with the origin at the top left corner
+of the top left pixel: a pixel ``[r, c]`` covers ``[c, c + 1) x [r, r + 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = ["BarMeasurement", "BarNotFoundError", "measure_bar"]
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+_MIN_LENGTH_PX = 4
+_MIN_ELONGATION = 1.5
+_OUT_WINDOW = 3  # columns outside the run that may hold partial coverage
+_IN_WINDOW = 2  # columns inside the run that may be partial
+_OUTLINE_PX = 4  # a frame this close to a bar's ends is its outline
+
+
+class BarNotFoundError(ValueError):
+    """No elongated bar-like component was found inside the box."""
+
+
+@dataclass(frozen=True)
+class BarMeasurement:
+    """The measured scale bar.
+
+    Attributes
+    ----------
+    length_px : float
+        Length along the bar's axis, outer edge to outer edge (end ticks
+        included), in pixels, sub-pixel.
+    orientation : {'h', 'v'}
+        ``'h'``: the bar runs along x (columns); ``'v'``: along y (rows).
+    bbox : tuple of int
+        ``(x0, y0, x1, y1)`` in image pixels, ``x1``/``y1`` exclusive.  Along
+        the axis it is the whole-pixel half-coverage extent, so
+        ``x1 - x0`` (``y1 - y0`` for a vertical bar) is `length_px` rounded
+        to whole pixels (within one pixel); across it spans the bar's rows.
+    polarity : {'bright', 'dark'}
+        Whether the bar is brighter or darker than its local background.
+    thickness_px : float
+        Mean coverage across the bar (its thickness for a solid bar).
+    bar_level, background_level : float
+        The grey levels (in the image's units) the threshold was set halfway
+        between.
+    method : {'profile', 'ruler'}
+        ``'ruler'`` when the bar was assembled from separate tick marks.
+    notes : tuple of str
+        Anything that lowers trust in the number, e.g. ``'touches box edge'``
+        or ``'low contrast'``.
+    """
+
+    length_px: float
+    orientation: str
+    bbox: tuple[int, int, int, int]
+    polarity: str
+    thickness_px: float
+    bar_level: float
+    background_level: float
+    method: str
+    notes: tuple[str, ...] = field(default=())
+
+
+@dataclass
+class _Candidate:
+    polarity: str
+    mask: np.ndarray  # bool, crop shape
+    length: int
+    thickness: int
+    touches_ends: int  # 0, 1 or 2 ends of the axis touched
+    touches_side: bool
+    bounds: tuple[int, int, int, int]  # r0, r1, c0, c1 in the crop (exclusive ends)
+    ruler: bool = False
+
+    @property
+    def score(self) -> float:
+        # running into an end of the box: background, or a bar cut by the box;
+        # touching a side: often a label glyph merged with the bar
+        return self.length * (0.5 if self.touches_ends else 1.0) * (0.8 if self.touches_side else 1.0)
+
+    @property
+    def elongation(self) -> float:
+        return self.length / max(self.thickness, 1)
+
+
+def _validate(image, box) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    arr = np.asarray(image)
+    if arr.ndim != 2:
+        raise ValueError(f"image must be a 2-D grey image (M, N), got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+            or arr.dtype == bool):
+        raise TypeError(f"image must have a real dtype, got {arr.dtype}")
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be (x0, y0, x1, y1), got {box!r}") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise ValueError(f"box must be finite, got {box!r}")
+    h, w = arr.shape
+    xa, ya = max(int(math.floor(x0)), 0), max(int(math.floor(y0)), 0)
+    xb, yb = min(int(math.ceil(x1)), w), min(int(math.ceil(y1)), h)
+    if xb - xa < 2 or yb - ya < 2:
+        raise ValueError(f"box {box!r} does not overlap the {w}x{h} image by 2x2 pixels or more")
+    return arr, (xa, ya, xb, yb)
+
+
+def _otsu(values: np.ndarray) -> float:
+    from skimage.filters import threshold_otsu
+
+    return float(threshold_otsu(values))
+
+
+def _thresholds(crop: np.ndarray) -> list[float]:
+    """Otsu's threshold and, when the box holds three grey populations (bar,
+    background and a brighter or darker patch of specimen or data bar), the
+    two thresholds of a three-class Otsu."""
+    from skimage.filters import threshold_multiotsu
+
+    ts = [_otsu(crop)]
+    if np.unique(crop[:: max(crop.shape[0] // 32, 1), :: max(crop.shape[1] // 64, 1)]).size > 3:
+        try:
+            ts.extend(float(t) for t in threshold_multiotsu(crop, classes=3, nbins=128))
+        except (ValueError, IndexError):  # too few grey levels
+            pass
+    return ts
+
+
+def _components(crop: np.ndarray) -> list[_Candidate]:
+    """Candidates of both polarities at each threshold (bar along columns)."""
+    h, w = crop.shape
+    cands: list[_Candidate] = []
+    for t in _thresholds(crop):
+        for polarity, mask in (("bright", crop > t), ("dark", crop <= t)):
+            cands.extend(_components_of(mask, polarity, h, w))
+    return cands
+
+
+def _components_of(mask: np.ndarray, polarity: str, h: int, w: int) -> list[_Candidate]:
+    cands: list[_Candidate] = []
+    lab, n = ndi.label(mask, structure=_EIGHT)
+    ticks: list[tuple[slice, slice, int]] = []
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        rows, cols = sl
+        length, thick = cols.stop - cols.start, rows.stop - rows.start
+        ends = int(cols.start == 0) + int(cols.stop == w)
+        side = rows.start == 0 or rows.stop == h
+        if not side and ends == 0 and thick >= 3 and thick >= 1.5 * length:
+            ticks.append((rows, cols, i))
+        if ends == 2 or length < _MIN_LENGTH_PX or length < _MIN_ELONGATION * thick:
+            continue
+        bounds = (rows.start, rows.stop, cols.start, cols.stop)
+        cands.append(_Candidate(polarity, lab == i, length, thick, ends, side, bounds))
+    ruler = _group_ruler(ticks)
+    if ruler:
+        mask_r = np.isin(lab, [i for _, _, i in ruler])
+        c0, c1 = ruler[0][1].start, ruler[-1][1].stop
+        thick = max(r.stop for r, _, _ in ruler) - min(r.start for r, _, _ in ruler)
+        r0 = min(r.start for r, _, _ in ruler)
+        bounds = (r0, r0 + thick, c0, c1)
+        cands.append(_Candidate(polarity, mask_r, c1 - c0, thick, 0, False, bounds, ruler=True))
+    return cands
+
+
+def _group_ruler(ticks: list[tuple[slice, slice, int]]) -> list[tuple[slice, slice, int]]:
+    """The largest set (>= 4) of equally tall, equally spaced marks on the same rows."""
+    best: list[tuple[slice, slice, int]] = []
+    for seed in ticks:
+        rows = seed[0]
+        group = [
+            t for t in ticks
+            if abs(t[0].start - rows.start) <= 2 and abs(t[0].stop - rows.stop) <= 2
+        ]
+        if len(group) < 4 or len(group) <= len(best):
+            continue
+        group.sort(key=lambda t: t[1].start)
+        centres = np.array([(t[1].start + t[1].stop) / 2 for t in group])
+        gaps = np.diff(centres)
+        if gaps.min() <= 0 or gaps.std() > 0.25 * gaps.mean():
+            continue
+        best = group
+    return best
+
+
+def _pick(cands: list[_Candidate]) -> _Candidate | None:
+    """The best-scoring candidate; a frame or box around a bar gives way to the bar.
+
+    A candidate of the other polarity lying inside the chosen one's bounds (in
+    its hole) and at least half as long is the bar inside a background box,
+    unless it reaches to within ``_OUTLINE_PX`` of both ends: then the chosen
+    candidate is the outline of a hollow bar, whose outer edge is the
+    convention.
+    """
+    if not cands:
+        return None
+    best = max(cands, key=lambda c: (c.score, c.elongation))
+    for _ in range(3):
+        r0, r1, c0, c1 = best.bounds
+        inner = [
+            c for c in cands
+            if c.polarity != best.polarity and not c.touches_ends and c.length >= 0.5 * best.length
+            and c.bounds[0] > r0 and c.bounds[1] < r1 and c.bounds[2] > c0 and c.bounds[3] < c1
+        ]
+        if not inner:
+            break
+        bar = max(inner, key=lambda c: (c.score, c.elongation))
+        if bar.bounds[2] - c0 <= _OUTLINE_PX and c1 - bar.bounds[3] <= _OUTLINE_PX:
+            break
+        best = bar
+    return best
+
+
+def _levels(crop: np.ndarray, mask: np.ndarray, polarity: str) -> tuple[float, float]:
+    """(bar level, local background level) around a candidate mask."""
+    core = ndi.binary_erosion(mask, structure=_EIGHT)
+    if core.sum() >= 8:
+        bar = float(np.median(crop[core]))
+    else:
+        bar = float(np.percentile(crop[mask], 75 if polarity == "bright" else 25))
+    ring = ndi.binary_dilation(mask, structure=_EIGHT, iterations=4) & ~ndi.binary_dilation(
+        mask, structure=_EIGHT, iterations=2
+    )
+    if ring.sum() < 5:
+        ring = ~ndi.binary_dilation(mask, structure=_EIGHT)
+    if ring.sum() < 1:
+        ring = ~mask
+    if not ring.any():
+        return bar, float(crop.min() if polarity == "bright" else crop.max())
+    values = crop[ring]
+    bg = float(np.median(values))
+    # two populations around the bar (it crosses a brighter and a darker patch):
+    # the one nearer the bar level is the background the bar must stand out from
+    sign = 1.0 if polarity == "bright" else -1.0
+    if values.size >= 20 and values.max() > values.min():
+        t = _otsu(values)
+        lo_pop, hi_pop = values[values <= t], values[values > t]
+        if min(lo_pop.size, hi_pop.size) >= 0.2 * values.size:
+            near_pop = float(np.median(hi_pop if sign > 0 else lo_pop))
+            far_pop = float(np.median(lo_pop if sign > 0 else hi_pop))
+            full = sign * (bar - bg)
+            if abs(near_pop - far_pop) > 0.25 * abs(full) and sign * (bar - near_pop) >= 0.3 * full:
+                bg = near_pop
+    return bar, bg
+
+
+def _refine_end(
+    band: np.ndarray, near: np.ndarray, a: int, b: int, *, bar: float, bg: float, sign: float, ruler: bool
+) -> tuple[int, float]:
+    """Sub-pixel position of the left end of the run ``[a, b)`` of a bar.
+
+    `band` holds the bar's rows; `near` masks the pixels near the bar.  The
+    background is re-estimated just beyond the end (columns ``a-8 .. a-3``)
+    when there is room, the first column of the bar is re-found at half
+    coverage (it may move by a few columns), and the edge is
+    ``a + 2 - sum(f[a-3 : a+2])`` with ``f`` the column coverage divided by
+    its local maximum.  Returns (first whole column, edge position).
+    """
+    w = band.shape[1]
+    contrast = sign * (bar - bg)
+    profile = None
+    ref = 1.0
+    for _ in range(4):
+        lo, hi = max(a - _OUT_WINDOW - 5, 0), a - _OUT_WINDOW + 1
+        bg_end = bg
+        if hi - lo >= 2:
+            local = float(np.median(band[:, lo:hi]))
+            if sign * (bar - local) >= 0.2 * contrast:
+                bg_end = local
+        cover = np.clip(sign * (band - bg_end) / (sign * (bar - bg_end)), 0.0, 1.0) * near
+        profile = cover.sum(axis=0)
+        plateau = float(np.median(profile[a:b])) if not ruler else 0.0
+        ref = max(float(profile[a: min(a + 4, b)].max()), plateau)
+        if ref <= 0:
+            break
+        new_a = a
+        while new_a > max(a - _OUT_WINDOW, 0) and profile[new_a - 1] >= 0.5 * ref:
+            new_a -= 1
+        if new_a == a:
+            while new_a < b - 1 and profile[new_a] < 0.5 * ref:
+                new_a += 1
+        if new_a == a:
+            break
+        a = new_a
+    lo_c, hi_c = max(a - _OUT_WINDOW, 0), min(a + _IN_WINDOW, w)
+    frac = float(np.clip(profile[lo_c:hi_c] / ref, 0.0, 1.0).sum()) if ref > 0 else float(hi_c - a)
+    return a, (a + _IN_WINDOW) - frac
+
+
+def _measure_frame(crop: np.ndarray, cand: _Candidate) -> dict:
+    """Measure the chosen candidate in the bar frame (bar along columns)."""
+    h, w = crop.shape
+    notes: list[str] = []
+    bar, bg = _levels(crop, cand.mask, cand.polarity)
+    sign = 1.0 if cand.polarity == "bright" else -1.0
+    contrast = sign * (bar - bg)
+    if not contrast > 0:
+        raise BarNotFoundError("the bar candidate has no contrast against its surroundings")
+    lo, hi = np.percentile(crop, [1, 99])
+    if contrast < 0.25 * (hi - lo):
+        notes.append("low contrast")
+    cover = sign * (crop - bg) / contrast  # 0 at background, 1 at bar level
+
+    # the bar at the refined threshold: components that overlap the candidate,
+    # grown by at most a few pixels (not into a patch of similar grey level)
+    grow = ndi.binary_dilation(cand.mask, structure=np.ones((3, 2 * _OUT_WINDOW + 1), bool))
+    lab, _ = ndi.label((cover >= 0.5) & grow, structure=_EIGHT)
+    ids = np.unique(lab[cand.mask & (lab > 0)])
+    sel = np.isin(lab, ids) if ids.size else cand.mask
+
+    # the bar's rows: those holding at least half of the fullest row (ticks and
+    # touching glyphs excluded), +- 1 row for anti-aliased edges; all rows for a ruler
+    row_count = sel.sum(axis=1)
+    if cand.ruler:
+        bar_rows = row_count > 0
+    else:
+        bar_rows = row_count >= 0.5 * row_count.max()
+    rows = np.flatnonzero(bar_rows)
+    r0, r1 = max(rows.min() - 1, 0), min(rows.max() + 2, h)
+    near = ndi.binary_dilation(sel, structure=np.ones((3, 2 * _OUT_WINDOW + 1), bool))[r0:r1]
+    band = crop[r0:r1]
+    profile = (np.clip(cover[r0:r1], 0.0, 1.0) * near).sum(axis=0)
+
+    cols = np.flatnonzero(sel[r0:r1].any(axis=0))
+    if cand.ruler:
+        a, b = int(cols.min()), int(cols.max()) + 1
+        plateau = float(np.median(profile[a:b][profile[a:b] > 0]))
+    else:
+        plateau = float(np.median(profile[cols.min(): cols.max() + 1]))
+        on = profile >= 0.5 * plateau
+        runs_lab, n_runs = ndi.label(on)
+        if n_runs == 0:
+            raise BarNotFoundError("empty coverage profile")
+        ink = ndi.sum(profile, runs_lab, index=np.arange(1, n_runs + 1))
+        run = int(np.argmax(ink)) + 1
+        idx = np.flatnonzero(runs_lab == run)
+        a, b = int(idx[0]), int(idx[-1]) + 1
+
+    # each end against its own background (the bar may end on a brighter or
+    # darker patch than the rest of its surroundings)
+    kw = dict(bar=bar, bg=bg, sign=sign, ruler=cand.ruler)
+    a, left = _refine_end(band, near, a, b, **kw)
+    wb, right_f = _refine_end(band[:, ::-1], near[:, ::-1], w - b, w - a, **kw)
+    b, right = w - wb, w - right_f
+    if b - a < 2 * _IN_WINDOW:  # too short for separate edge windows
+        left, right = float(a), float(b)
+        notes.append("short bar: whole-pixel length")
+    if a <= 0 or b >= w:
+        notes.append("touches box edge")
+    rows_in = np.flatnonzero(sel[:, a:b].any(axis=1))
+    return {
+        "left": left,
+        "right": right,
+        "a": a,
+        "b": b,
+        "r0": int(rows_in.min()),
+        "r1": int(rows_in.max()) + 1,
+        "thickness": float(profile[a:b].mean()),
+        "bar": bar,
+        "bg": bg,
+        "notes": notes,
+    }
+
+
+def _measure_box(arr: np.ndarray, crop_box: tuple[int, int, int, int], orientation: str | None, box) -> tuple[str, _Candidate, dict]:
+    xa, ya, xb, yb = crop_box
+    crop = arr[ya:yb, xa:xb].astype(np.float64)
+    if not np.isfinite(crop).all():
+        finite = crop[np.isfinite(crop)]
+        crop = np.where(np.isfinite(crop), crop, np.median(finite) if finite.size else 0.0)
+    if float(crop.max()) == float(crop.min()):
+        raise BarNotFoundError(f"the box {box!r} is uniform")
+
+    bw, bh = xb - xa, yb - ya
+    if orientation is None:
+        if bw >= 1.5 * bh:
+            tries = ["h"]
+        elif bh >= 1.5 * bw:
+            tries = ["v"]
+        else:
+            tries = ["h", "v"]
+    else:
+        tries = [orientation]
+
+    best: tuple[_Candidate, str, np.ndarray] | None = None
+    for orient in tries:
+        frame = crop if orient == "h" else crop.T
+        cand = _pick(_components(frame))
+        if cand is None:
+            continue
+        if best is None or (cand.elongation, cand.score) > (best[0].elongation, best[0].score):
+            best = (cand, orient, frame)
+    if best is None:
+        raise BarNotFoundError(f"no elongated bar-like object in box {box!r}")
+    cand, orient, frame = best
+    return orient, cand, _measure_frame(frame, cand)
+
+
+def measure_bar(image, box, *, orientation: str | None = None, pad_px: int = 3) -> BarMeasurement:
+    """Measure the length of a scale bar inside an approximate box.
+
+    Parameters
+    ----------
+    image : (M, N) array_like, any real dtype
+        Grey image (8/16-bit integers, floats of any range, bool).
+    box : sequence of 4 numbers
+        ``(x0, y0, x1, y1)``, image pixels, ``x1``/``y1`` exclusive: an
+        approximate box around the bar.  It may hold some margin and part of
+        the label; the bar should be the longest elongated object in it.
+    orientation : {'h', 'v', None}, optional
+        The bar's axis.  ``None`` (default): from the box's aspect ratio, or
+        both tried when the box is nearly square (the more elongated bar
+        wins).
+    pad_px : int, optional
+        The box is grown by this many pixels on every side (within the
+        image) before the search, so that a tight box still shows the bar's
+        ends.  Default 3.
+
+    Returns
+    -------
+    BarMeasurement
+        Length in pixels (sub-pixel, outer edge to outer edge), orientation,
+        tight box, polarity and notes.
+
+    Raises
+    ------
+    ValueError
+        If `image` is not 2-D or `box` does not overlap it.
+    TypeError
+        If `image` does not have a real dtype.
+    BarNotFoundError
+        (a ``ValueError``) if nothing bar-like is inside the box.
+
+    Examples
+    --------
+    >>> img = np.zeros((40, 120), np.uint8)
+    >>> img[20:26, 10:90] = 255
+    >>> m = measure_bar(img, (4, 14, 96, 32))
+    >>> m.length_px, m.orientation, m.bbox, m.polarity
+    (80.0, 'h', (10, 20, 90, 26), 'bright')
+    """
+    arr, (xa, ya, xb, yb) = _validate(image, box)
+    if orientation not in (None, "h", "v"):
+        raise ValueError(f"orientation must be 'h', 'v' or None, got {orientation!r}")
+    if pad_px < 0:
+        raise ValueError(f"pad_px must be >= 0, got {pad_px}")
+    h_img, w_img = arr.shape
+    xa, ya = max(xa - pad_px, 0), max(ya - pad_px, 0)
+    xb, yb = min(xb + pad_px, w_img), min(yb + pad_px, h_img)
+    forced = orientation
+    for attempt in range(3):
+        orient, cand, res = _measure_box(arr, (xa, ya, xb, yb), forced, box)
+        forced = orient
+        if attempt == 2:
+            break
+        # a bar that runs into the end of the box: look further along the axis
+        grow = max(8, pad_px)
+        if orient == "h":
+            lo_open, hi_open = res["a"] <= 0 and xa > 0, res["b"] >= xb - xa and xb < w_img
+            if not (lo_open or hi_open):
+                break
+            xa, xb = (max(xa - grow, 0) if lo_open else xa), (min(xb + grow, w_img) if hi_open else xb)
+        else:
+            lo_open, hi_open = res["a"] <= 0 and ya > 0, res["b"] >= yb - ya and yb < h_img
+            if not (lo_open or hi_open):
+                break
+            ya, yb = (max(ya - grow, 0) if lo_open else ya), (min(yb + grow, h_img) if hi_open else yb)
+
+    if orient == "h":
+        bbox = (xa + res["a"], ya + res["r0"], xa + res["b"], ya + res["r1"])
+        at_image_edge = (xa + res["a"] == 0) or (xa + res["b"] == w_img)
+    else:
+        bbox = (xa + res["r0"], ya + res["a"], xa + res["r1"], ya + res["b"])
+        at_image_edge = (ya + res["a"] == 0) or (ya + res["b"] == h_img)
+    notes = list(res["notes"])
+    if at_image_edge:
+        notes.append("touches image edge: may be cut")
+    return BarMeasurement(
+        length_px=float(res["right"] - res["left"]),
+        orientation=orient,
+        bbox=tuple(int(v) for v in bbox),
+        polarity=cand.polarity,
+        thickness_px=res["thickness"],
+        bar_level=res["bar"],
+        background_level=res["bg"],
+        method="ruler" if cand.ruler else "profile",
+        notes=tuple(notes),
+    )

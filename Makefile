@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,flow]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,flow,scalebar]"
 	touch $(STAMP)
 
 demo: $(STAMP)

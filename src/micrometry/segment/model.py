@@ -428,7 +428,7 @@ class FlowModel:
 
     def _tile_compute(self, lazy: Any) -> np.ndarray:
         if self.dask is None:
-            return self._tile_compute(lazy)
+            return np.asarray(lazy.compute(scheduler="synchronous"), dtype=np.float32)
         from micrometry._dask import cluster_size_from_resources, dask_client
 
         address, cuda = self.dask["address"], self.dask.get("cuda", False)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "calibrate", "segment", "measure", "qc")
+STAGES = ("ingest", "calibrate", "segment", "measure")  # measure also draws the QC figures
 
 pytestmark = pytest.mark.slow
 
@@ -224,7 +224,7 @@ def test_second_run_does_nothing_and_new_image_reruns_only_itself(run):
         proc = snakemake(run["root"], "--configfile", cfg, "-n")
         assert proc.returncode == 0, proc.stderr[-3000:]
         counts = job_counts(proc.stdout)
-        assert counts == {"ingest": 1, "calibrate": 1, "segment": 1, "measure": 1, "qc": 1,
+        assert counts == {"ingest": 1, "calibrate": 1, "segment": 1, "measure": 1,
                           "aggregate_dataset": 1, "all": 1}, proc.stdout[-3000:]
         assert scheduled_samples(proc.stdout) == {"batch2/added"}
     finally:
@@ -288,7 +288,7 @@ def test_changed_image_reruns_its_own_chain_only(run):
         arr[:8, :8] = 255 - arr[:8, :8]  # a few pixels differ
         Image.fromarray(arr).save(path)
         proc = _dry_run(run)
-        assert job_counts(proc.stdout) == {"ingest": 1, "calibrate": 1, "segment": 1, "measure": 1, "qc": 1,
+        assert job_counts(proc.stdout) == {"ingest": 1, "calibrate": 1, "segment": 1, "measure": 1,
                                            "aggregate_dataset": 1, "all": 1}, proc.stdout[-3000:]
         assert scheduled_samples(proc.stdout) == {sample}
     finally:
@@ -302,7 +302,7 @@ def test_override_change_reruns_calibrate_measure_aggregate_of_that_sample(run):
     try:
         table.write_text(original.replace(",2.0,", ",2.5,") + "# a comment line changes nothing\n")
         proc = _dry_run(run)
-        assert job_counts(proc.stdout) == {"calibrate": 1, "measure": 1, "qc": 1, "aggregate_dataset": 1,
+        assert job_counts(proc.stdout) == {"calibrate": 1, "measure": 1, "aggregate_dataset": 1,
                                            "all": 1}, proc.stdout[-3000:]
         assert scheduled_samples(proc.stdout) == {run["override_sample"]}
         table.write_text(original + "# only a comment\n")
@@ -324,7 +324,7 @@ def test_new_model_reruns_segment_measure_aggregate_not_ingest_or_calibrate(run)
         save_model(model, model.config, run["model"])
         proc = _dry_run(run)
         n = len(run["samples"])
-        assert job_counts(proc.stdout) == {"segment": n, "measure": n, "qc": n, "aggregate_dataset": 1,
+        assert job_counts(proc.stdout) == {"segment": n, "measure": n, "aggregate_dataset": 1,
                                            "all": 1}, proc.stdout[-3000:]
     finally:
         for name, data in saved.items():

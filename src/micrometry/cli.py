@@ -92,6 +92,13 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     n = run_measure(args.store, args.calibration, args.segment, args.output, sample=args.sample,
                     min_confidence=args.min_confidence, use_low_confidence=args.use_low_confidence)
     print(f"measured {args.sample}: {n} objects -> {args.output}")
+    if args.overlay or args.sizes:
+        if not (args.overlay and args.sizes):
+            raise SystemExit("micrometry measure: --overlay and --sizes go together")
+        from micrometry.stages import run_qc
+
+        run_qc(args.store, args.calibration, args.segment, args.output, args.overlay, args.sizes, sample=args.sample)
+        print(f"QC figures of {args.sample}: {args.overlay}, {args.sizes}")
     return 0
 
 
@@ -236,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", required=True)
     s.add_argument("--min-confidence", type=float, default=0.5)
     s.add_argument("--use-low-confidence", action="store_true")
+    s.add_argument("--overlay", help="also write the QC outline overlay PNG (as `micrometry qc`)")
+    s.add_argument("--sizes", help="also write the per-image size distribution PNG")
     s.set_defaults(func=_cmd_measure)
 
     s = sub.add_parser("qc", help="outline overlay and size plot of one sample")

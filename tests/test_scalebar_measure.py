@@ -3,7 +3,7 @@
 Synthetic bars are rendered anti-aliased: drawn on an 8x supersampled canvas
 and block-averaged, so a bar whose ends sit at multiples of 1/8 px has an exact
 known length.  The EMPS check compares with the hand-verified table
-tests/data/emps_scalebar_truth.csv (skipped without the shared data).
+tests/data/scalebar_truth_real.csv (skipped without the shared data).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, measure_bar
 
 REPO = Path(__file__).resolve().parents[1]
-TABLE = REPO / "tests" / "data" / "emps_scalebar_truth.csv"
+TABLE = REPO / "tests" / "data" / "scalebar_truth_real.csv"
 SS = 8  # supersampling factor
 
 

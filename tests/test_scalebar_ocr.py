@@ -2,7 +2,7 @@
 
 Skipped without the ``scalebar`` extra.  Labels are rendered with the TTF fonts
 bundled with matplotlib (no downloads); the EMPS check reads the label boxes of
-tests/data/emps_scalebar_truth.csv (skipped without the shared data).
+tests/data/scalebar_truth_real.csv (skipped without the shared data).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from micrometry.calibrate.scalebar.ocr import (  # noqa: E402
 from micrometry.calibrate.scalebar.parse import parse_scale_label  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-TABLE = REPO / "tests" / "data" / "emps_scalebar_truth.csv"
+TABLE = REPO / "tests" / "data" / "scalebar_truth_real.csv"
 THREADS = 1  # keep the CPU use of the test moderate
 MU, MICRO = "\u03bc", "\u00b5"
 

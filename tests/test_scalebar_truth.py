@@ -1,4 +1,4 @@
-"""Internal consistency of tests/data/emps_scalebar_truth.csv.
+"""Internal consistency of tests/data/scalebar_truth_real.csv.
 
 The table is hand-verified ground truth of the scale bars burned into EMPS
 micrographs (see tests/data/README.md).  These checks catch editing mistakes:
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TABLE = REPO / "tests" / "data" / "emps_scalebar_truth.csv"
+TABLE = REPO / "tests" / "data" / "scalebar_truth_real.csv"
 SPLIT = REPO / "src" / "micrometry" / "train" / "splits" / "by_doi.json"
 
 HEADER = [

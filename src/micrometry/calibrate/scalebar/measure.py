@@ -21,7 +21,7 @@ gives it: some margin, maybe part of the label), :func:`measure_bar`
    not add to it;
 5. takes the run of columns whose coverage is at least half the plateau
    (the median over the bar) as the whole-pixel extent (the convention of
-   ``tests/data/emps_scalebar_truth.csv``: outer edge to outer edge, end
+   ``tests/data/scalebar_truth_real.csv``: outer edge to outer edge, end
    ticks included), then moves each end by the partial coverage of the
    columns at the edge: with ``f = coverage / local maximum`` (the local
    maximum is the end tick when there is one), the left edge is

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, measure_bar
+from micrometry.train.realdata import emps_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "tests" / "data" / "scalebar_truth_real.csv"
@@ -195,15 +196,8 @@ def test_errors():
         measure_bar(noise.astype(np.complex64), (0, 0, 50, 20))
 
 
-def _emps_dir() -> Path | None:
-    for cand in (Path("/work/shared/data/emps-train"), REPO.parent / "shared" / "data" / "emps-train"):
-        if (cand / "images").is_dir():
-            return cand
-    return None
-
-
 def test_emps_ground_truth():
-    emps = _emps_dir()
+    emps = emps_dir()
     if emps is None:
         pytest.skip("EMPS images (../shared/data/emps-train) are not present")
     with open(TABLE, encoding="utf-8", newline="") as f:

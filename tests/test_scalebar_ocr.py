@@ -28,6 +28,7 @@ from micrometry.calibrate.scalebar.ocr import (  # noqa: E402
     read_text,
 )
 from micrometry.calibrate.scalebar.parse import parse_scale_label  # noqa: E402
+from micrometry.train.realdata import emps_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "tests" / "data" / "scalebar_truth_real.csv"
@@ -232,15 +233,8 @@ def test_errors():
         read_text(np.zeros((20, 20), np.uint8), (50, 50, 60, 60), threads=THREADS)
 
 
-def _emps_dir() -> Path | None:
-    for cand in (Path("/work/shared/data/emps-train"), REPO.parent / "shared" / "data" / "emps-train"):
-        if (cand / "images").is_dir():
-            return cand
-    return None
-
-
 def test_emps_label_boxes():
-    emps = _emps_dir()
+    emps = emps_dir()
     if emps is None:
         pytest.skip("EMPS images (../shared/data/emps-train) are not present")
     with open(TABLE, encoding="utf-8", newline="") as f:

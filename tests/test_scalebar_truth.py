@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from micrometry.train.realdata import emps_dir
+
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "tests" / "data" / "scalebar_truth_real.csv"
 SPLIT = REPO / "src" / "micrometry" / "train" / "splits" / "by_doi.json"
@@ -30,13 +32,6 @@ HEADER = [
 NM_PER_UNIT = {"nm": 1.0, "um": 1000.0, "mm": 1e6, "A": 0.1}
 BAR = ("bar_x0", "bar_y0", "bar_x1", "bar_y1")
 TEXT = ("text_x0", "text_y0", "text_x1", "text_y1")
-
-
-def _emps_dir() -> Path | None:
-    for cand in (Path("/work/shared/data/emps-train"), REPO.parent / "shared" / "data" / "emps-train"):
-        if (cand / "metadata.csv").is_file() and (cand / "images").is_dir():
-            return cand
-    return None
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -61,7 +56,7 @@ def table() -> tuple[list[str], list[dict[str, str]]]:
 
 @pytest.fixture(scope="module")
 def emps() -> Path:
-    root = _emps_dir()
+    root = emps_dir()
     if root is None:
         pytest.skip("EMPS data (../shared/data/emps-train) not available")
     return root

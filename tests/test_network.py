@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from shapes import disc_labels  # noqa: E402
 
 from micrometry.segment import model as M  # noqa: E402
 from micrometry.segment.network import (  # noqa: E402
@@ -19,14 +20,6 @@ from micrometry.segment.network import (  # noqa: E402
     count_parameters,
     network_config,
 )
-
-
-def _disc_labels(shape, centres, radius):
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    lab = np.zeros(shape, np.uint32)
-    for i, (cy, cx) in enumerate(centres, start=1):
-        lab[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = i
-    return lab
 
 
 def _tiny_config(**kw):
@@ -100,13 +93,13 @@ def test_normalize_image_percentiles_and_exclude():
 
 
 def test_median_diameter_of_discs():
-    lab = _disc_labels((200, 200), [(50, 50), (50, 150), (150, 100)], 20)
+    lab = disc_labels((200, 200), [(50, 50), (50, 150), (150, 100)], 20)
     assert M.median_diameter_px(lab) == pytest.approx(40.0, rel=0.02)
     assert np.isnan(M.median_diameter_px(np.zeros((5, 5), np.int32)))
 
 
 def test_resize_image_nearest_keeps_ids():
-    lab = _disc_labels((40, 40), [(20, 20)], 10)
+    lab = disc_labels((40, 40), [(20, 20)], 10)
     up = M.resize_image(lab, (80, 80), order=0)
     assert up.dtype == lab.dtype and set(np.unique(up)) == {0, 1}
     assert (up > 0).sum() == pytest.approx(4 * (lab > 0).sum(), rel=0.05)
@@ -231,7 +224,7 @@ def _oracle():
 def test_segment_rescales_tracks_and_restores(radius):
     centres = [(40 + 2.6 * radius * i, 40 + 2.6 * radius * j) for i in range(3) for j in range(2)]
     shape = (int(80 + 5.2 * radius + 40), int(80 + 2.6 * radius + 40))
-    truth = _disc_labels(shape, centres, radius)
+    truth = disc_labels(shape, centres, radius)
     image = np.where(truth > 0, 200, 40).astype(np.uint8)
     model = _oracle()
     labels, pred = model.segment(image, diameter_px=2 * radius, return_prediction=True)
@@ -245,7 +238,7 @@ def test_segment_rescales_tracks_and_restores(radius):
 
 @pytest.mark.parametrize("method", ["search", "multiscale", "refine"])
 def test_estimate_diameter_and_exclusion(method):
-    truth = _disc_labels((240, 240), [(60, 60), (60, 170), (170, 60), (170, 170)], 22)
+    truth = disc_labels((240, 240), [(60, 60), (60, 170), (170, 60), (170, 170)], 22)
     image = np.where(truth > 0, 220, 30).astype(np.uint8)
     model = _oracle()
     d = model.estimate_diameter_px(M.normalize_image(image), method=method)
@@ -262,7 +255,7 @@ def test_estimate_diameter_and_exclusion(method):
 def test_search_reuses_the_pass_it_settles_on(radius, reused):
     """Objects near the training size (20 px here): the search's own pass gives the labels, no extra network run."""
     centres = [(60, 60), (60, 170), (170, 60), (170, 170)]
-    truth = _disc_labels((240, 240), centres, radius)
+    truth = disc_labels((240, 240), centres, radius)
     image = np.where(truth > 0, 220, 30).astype(np.uint8)
     model = _oracle()
     scales = []

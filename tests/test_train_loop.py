@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from shapes import disc_labels  # noqa: E402
 
 from micrometry.segment.model import load_model  # noqa: E402
 from micrometry.segment.network import build_network  # noqa: E402
@@ -31,14 +32,6 @@ _TINY = {
 }
 
 
-def _disc_labels(shape, centres, radius):
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    lab = np.zeros(shape, np.uint32)
-    for i, (cy, cx) in enumerate(centres, start=1):
-        lab[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = i
-    return lab
-
-
 def _batch_from_labels(lab):
     fg, flows, dist = make_targets(lab)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]  # noqa: E731
@@ -46,7 +39,7 @@ def _batch_from_labels(lab):
 
 
 def test_losses_zero_for_perfect_prediction_and_masked():
-    lab = _disc_labels((32, 32), [(10, 10), (22, 20)], 5)
+    lab = disc_labels((32, 32), [(10, 10), (22, 20)], 5)
     batch = _batch_from_labels(lab)
     logit = torch.where(batch["foreground"] > 0, 30.0, -30.0)
     out = torch.cat([logit[:, None], batch["flows"], batch["distance"][:, None]], 1)
@@ -77,7 +70,7 @@ def test_lr_schedule():
 
 
 def test_prepare_image_rescales_to_training_diameter():
-    lab = _disc_labels((200, 200), [(50, 50), (50, 150), (150, 100)], 20)
+    lab = disc_labels((200, 200), [(50, 50), (50, 150), (150, 100)], 20)
     img = np.where(lab > 0, 180, 20).astype(np.uint8)
     item = prepare_image(img, lab, train_diameter_px=20.0, name="x", source="test")
     assert item.scale == pytest.approx(0.5, rel=0.03)
@@ -89,7 +82,7 @@ def test_prepare_image_rescales_to_training_diameter():
 
 
 def test_dataset_is_deterministic_and_targets_match_labels():
-    lab = _disc_labels((80, 80), [(20, 20), (20, 55), (55, 40)], 9)
+    lab = disc_labels((80, 80), [(20, 20), (20, 55), (55, 40)], 9)
     img = np.where(lab > 0, 0.9, 0.1).astype(np.float32)
     item = prepare_image(img, lab, train_diameter_px=18.0, name="d", source="test")
     ds = FlowDataset([item], n_samples=5, crop_px=32, seed=1)

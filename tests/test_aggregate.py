@@ -107,6 +107,10 @@ class Dataset:
             {"sample": sample, "file": f"/raw/{sample}.tif", "stage": stage, "reason": reason}))
 
     def aggregate(self, **kw):
+        """(objects, images); :meth:`aggregate_all` also returns the upstream records."""
+        return self.aggregate_all(**kw)[:2]
+
+    def aggregate_all(self, **kw):
         return aggregate_dataset(self.samples, objects_paths=self.objects, calibration_paths=self.calibration,
                                  segment_paths=self.segment, error_paths=self.errors, **kw)
 
@@ -423,3 +427,23 @@ def test_failed_sample_keeps_available_calibration(tmp_path):
     assert r["status"] == "error" and r["stage_failed"] == "measure" and r["nm_per_px"] == 3.0
     assert r["image_width_px"] == 200 and r["n_objects"] is None
     assert objects.num_rows == 0
+
+
+def test_upstream_records_are_the_distinct_stage_records(tmp_path):
+    """One record per distinct segment/measure provenance; per-image input SHA-256 does not split them."""
+    ds = Dataset(tmp_path)
+    for s in ("a", "b", "c"):
+        ds.add_ok(s, [10.0, 12.0])
+    ds.add_error("d", stage="ingest", reason="truncated")
+    seg = {"stage": "segment", "params": {"method": "flow"}, "model_sha256": "m1"}
+    for s, model, sha in (("a", "m1", "x1"), ("b", "m1", "x2"), ("c", "m2", "x3")):
+        summary = json.loads(ds.segment[s].read_text())
+        summary["provenance"] = {**seg, "model_sha256": model, "input_sha256": sha}
+        ds.segment[s].write_text(json.dumps(summary))
+        table = pq.read_table(ds.objects[s])
+        meta = {"provenance": {"stage": "measure", "params": {"min_confidence": 0.5}}}
+        pq.write_table(table.replace_schema_metadata({b"micrometry": json.dumps(meta).encode()}), ds.objects[s])
+    objects, images, upstream = ds.aggregate_all()
+    assert upstream["segment"] == [{**seg, "model_sha256": "m1"}, {**seg, "model_sha256": "m2"}]
+    assert upstream["measure"] == [{"stage": "measure", "params": {"min_confidence": 0.5}}]
+    assert objects.schema.metadata is None and images.num_rows == 4

@@ -398,31 +398,6 @@ def run_qc(
 
 
 # --------------------------------------------------------------------------- aggregate
-def _upstream_provenance(segment_paths, objects_paths) -> dict[str, Any]:
-    """The distinct segment / measure stage records (parameters, versions, model SHA-256) of a dataset."""
-    import json
-
-    import pyarrow.parquet as pq
-
-    distinct: dict[str, dict[str, Any]] = {"segment": {}, "measure": {}}
-    for path in segment_paths:
-        try:
-            prov = json.loads(Path(path).read_text(encoding="utf-8")).get("provenance") or {}
-        except (OSError, ValueError):
-            continue
-        prov = {k: v for k, v in prov.items() if k != "input_sha256"}
-        distinct["segment"].setdefault(json.dumps(prov, sort_keys=True), prov)
-    for path in objects_paths:
-        try:
-            meta = (pq.read_schema(path).metadata or {}).get(b"micrometry")
-        except (OSError, ValueError):
-            continue
-        if meta:
-            prov = json.loads(meta).get("provenance") or {}
-            distinct["measure"].setdefault(json.dumps(prov, sort_keys=True), prov)
-    return {stage: list(records.values()) for stage, records in distinct.items()}
-
-
 def run_aggregate(
     samples: list[str],
     results_dir: str | os.PathLike,
@@ -442,13 +417,13 @@ def run_aggregate(
         "segment_paths": {s: _sample_path(results, "segment", s, ".json") for s in samples},
         "error_paths": {s: errors_path(results, s) for s in samples if errors_path(results, s).exists()},
     }
-    objects, images = aggregate_dataset(samples, objects_schema=objects_schema(), **paths)
+    objects, images, upstream = aggregate_dataset(samples, objects_schema=objects_schema(), **paths)
     out_dir = Path(out_dir)
     metadata = {
         "provenance": stage_provenance("aggregate", params),
         "n_samples": len(samples),
         # what produced the rows (per image: images.parquet's input_sha256 / model_sha256 columns)
-        "upstream": _upstream_provenance(paths["segment_paths"].values(), paths["objects_paths"].values()),
+        "upstream": upstream,
     }
     written = write_dataset(objects, images, out_dir, metadata=metadata)
     plot_size_distribution(objects, out_dir / "size_distribution.png", title="All images")

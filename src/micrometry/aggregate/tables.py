@@ -112,7 +112,8 @@ def _read_json(path: PathLike, what: str) -> dict[str, Any]:
     return obj
 
 
-def _read_objects(path: PathLike, sample: str) -> pa.Table:
+def _read_objects(path: PathLike, sample: str) -> tuple[pa.Table, dict[str, Any] | None]:
+    """The objects table with a ``sample`` column and no file metadata, and its provenance record."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -126,7 +127,12 @@ def _read_objects(path: PathLike, sample: str) -> pa.Table:
         if col not in table.column_names:
             raise ValueError(f"{path}: objects table has no column {col!r}")
     # Per-file metadata (stage parameters of one image) does not describe the
-    # concatenation; the dataset writer sets its own.
+    # concatenation; the dataset writer sets its own (with the distinct provenance records).
+    meta = (table.schema.metadata or {}).get(b"micrometry")
+    try:
+        provenance = json.loads(meta).get("provenance") if meta else None
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: file metadata 'micrometry' is not a JSON object ({exc})") from exc
     table = table.replace_schema_metadata(None)
     sample_col = pa.array([sample] * table.num_rows, type=pa.string())
     if "sample" in table.column_names:
@@ -134,7 +140,7 @@ def _read_objects(path: PathLike, sample: str) -> pa.Table:
         table = table.set_column(i, table.schema.field(i).with_type(pa.string()), sample_col)
     else:
         table = table.add_column(0, pa.field("sample", pa.string()), sample_col)
-    return table
+    return table, provenance
 
 
 def diameter_statistics(diameters: np.ndarray) -> dict[str, float | None]:
@@ -281,7 +287,7 @@ def aggregate_dataset(
     segment_paths: Mapping[str, PathLike],
     error_paths: Mapping[str, PathLike] | None = None,
     objects_schema: pa.Schema | None = None,
-) -> tuple[pa.Table, pa.Table]:
+) -> tuple[pa.Table, pa.Table, dict[str, list[dict[str, Any]]]]:
     """Join the per-image outputs of a dataset into two tables.
 
     Parameters
@@ -310,6 +316,11 @@ def aggregate_dataset(
     images : pyarrow.Table
         One row per sample with schema :data:`IMAGES_SCHEMA`; see the module
         docstring for how each statistic is computed.
+    upstream : dict
+        ``{"segment": [...], "measure": [...]}``: the distinct provenance
+        records (stage, version, parameters, model SHA-256; not the per-image
+        input SHA-256) of the segment summaries and objects tables read, in
+        first-seen order -- what produced the rows, for the tables' metadata.
 
     Raises
     ------
@@ -327,15 +338,25 @@ def aggregate_dataset(
 
     tables: list[pa.Table] = []
     rows: list[dict[str, Any]] = []
+    upstream: dict[str, dict[str, dict[str, Any]]] = {"segment": {}, "measure": {}}
+
+    def note(stage: str, prov: Any) -> None:
+        if isinstance(prov, dict) and prov:
+            prov = {k: v for k, v in prov.items() if k != "input_sha256"}
+            upstream[stage].setdefault(json.dumps(prov, sort_keys=True), prov)
+
     for sample in samples:
         error = _optional_json(error_paths, sample, "error")
         if error is not None:
+            segment = _optional_json(segment_paths, sample, "segment summary")
+            if segment is not None:
+                note("segment", segment.get("provenance"))
             rows.append(
                 _image_row_error(
                     sample,
                     error,
                     _optional_json(calibration_paths, sample, "calibration"),
-                    _optional_json(segment_paths, sample, "segment summary"),
+                    segment,
                     calibration_path=calibration_paths.get(sample),
                     segment_path=segment_paths.get(sample),
                 )
@@ -345,9 +366,11 @@ def aggregate_dataset(
                               ("segment summary", segment_paths)):
             if sample not in mapping:
                 raise ValueError(f"sample {sample!r}: no {name} path given")
-        objects = _read_objects(objects_paths[sample], sample)
+        objects, measure_provenance = _read_objects(objects_paths[sample], sample)
         calibration = _read_json(calibration_paths[sample], "calibration")
         segment = _read_json(segment_paths[sample], "segment summary")
+        note("segment", segment.get("provenance"))
+        note("measure", measure_provenance)
         rows.append(
             _image_row_ok(
                 sample,
@@ -366,7 +389,7 @@ def aggregate_dataset(
         schema = (objects_schema or _FALLBACK_OBJECTS_SCHEMA).remove_metadata()
         objects_all = schema.empty_table()
     images = pa.Table.from_pylist(rows, schema=IMAGES_SCHEMA)
-    return objects_all, images
+    return objects_all, images, {stage: list(records.values()) for stage, records in upstream.items()}
 
 
 def write_dataset(

@@ -589,6 +589,13 @@ class FlowModel:
         p = self._pass(image_norm, scale, exclude)
         return p.found_diameter_px, p.n_objects
 
+    def _diameter_method(self, method: str | None = None) -> str:
+        """`method`, else the model's ``inference.diameter_method``, checked."""
+        method = method or self._inference("diameter_method") or "search"
+        if method not in ("search", "multiscale", "refine"):
+            raise ValueError(f"diameter method must be 'search', 'multiscale' or 'refine', got {method!r}")
+        return method
+
     def search_diameter(
         self, image_norm: np.ndarray, *, exclude: np.ndarray | None = None
     ) -> tuple[float, ScalePass | None]:
@@ -685,9 +692,7 @@ class FlowModel:
             Estimated median diameter in pixels of the input image (the
             training diameter when nothing is found).
         """
-        method = method or self._inference("diameter_method") or "search"
-        if method not in ("search", "multiscale", "refine"):
-            raise ValueError(f"diameter method must be 'search', 'multiscale' or 'refine', got {method!r}")
+        method = self._diameter_method(method)
         if method == "search":
             return self.search_diameter(image_norm, exclude=exclude)[0]
         d_train = self.train_diameter_px
@@ -778,11 +783,10 @@ class FlowModel:
         norm = normalize_image(image, percentiles=self.percentiles, exclude=exclude)
         kept = None
         if diameter_px is None:
-            method = self._inference("diameter_method") or "search"
-            if method == "search":
+            if self._diameter_method() == "search":  # keep its last pass for the labels
                 diameter_px, kept = self.search_diameter(norm, exclude=exclude)
             else:
-                diameter_px = self.estimate_diameter_px(norm, exclude=exclude, method=method)
+                diameter_px = self.estimate_diameter_px(norm, exclude=exclude)
         scale = kept.scale if kept is not None else self.scale_for(diameter_px)
         labels, pred = self.labels_at_scale(
             norm, scale, exclude=exclude, fg_threshold=fg_threshold, min_area_px=min_area_px, cached=kept

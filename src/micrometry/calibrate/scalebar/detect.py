@@ -1,0 +1,328 @@
+"""Find scale bars and their labels in a micrograph with a YOLO detector.
+
+The detector is an Ultralytics YOLO detection network (two classes, ``bar``
+and ``label``) built from the YAML file shipped next to its weights and
+trained by the project on synthetic micrographs
+(:mod:`micrometry.train.scalebar_detector`).  Nothing is downloaded: the
+network is built from the YAML, the weights are read from safetensors (never
+unpickled), and Ultralytics is imported with its online checks off
+(``YOLO_OFFLINE``; settings ``sync`` false).
+
+A detector directory holds::
+
+    model.yaml          # the Ultralytics architecture (nc: 2)
+    model.safetensors   # the weights (state dict of the DetectionModel)
+    detector.json       # {"classes": ["bar", "label"], "imgsz": 640, ...}
+    MODEL_CARD.md
+
+Boxes are ``(x0, y0, x1, y1)`` in image pixels, ``x1``/``y1`` exclusive, as
+in :func:`~micrometry.calibrate.scalebar.measure.measure_bar` and
+:func:`~micrometry.calibrate.scalebar.ocr.read_text`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CLASSES",
+    "Detection",
+    "ScalebarDetector",
+    "default_detector_dir",
+    "import_ultralytics",
+    "load_detector",
+    "save_detector",
+]
+
+#: Class names, in the order of the network's class channels.
+CLASSES = ("bar", "label")
+
+_WEIGHTS = "model.safetensors"
+_YAML = "model.yaml"
+_META = "detector.json"
+
+
+def default_detector_dir() -> Path:
+    """``models/scalebar-yolo`` of the repository (or ``$MICROMETRY_SCALEBAR_DETECTOR``)."""
+    env = os.environ.get("MICROMETRY_SCALEBAR_DETECTOR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[4] / "models" / "scalebar-yolo"
+
+
+def import_ultralytics():
+    """Import ``ultralytics`` with every online feature off; return the module.
+
+    Sets ``YOLO_OFFLINE=1`` (no connectivity probes, no downloads of fonts or
+    weights), ``YOLO_VERBOSE`` false unless already set, and points
+    ``YOLO_CONFIG_DIR`` at a private temporary directory when unset, so that
+    the settings file is not written into the user's home; then switches off
+    event ``sync`` in the settings.
+
+    Raises
+    ------
+    ImportError
+        If ultralytics is not installed (the message names the extra).
+    """
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / f"micrometry-ultralytics-{os.getuid()}"))
+    try:
+        import ultralytics
+        from ultralytics.utils import SETTINGS
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the scale-bar detector needs ultralytics: pip install 'micrometry[scalebar]'"
+        ) from exc
+    if SETTINGS.get("sync", False):
+        SETTINGS.update({"sync": False})
+    return ultralytics
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object.
+
+    Attributes
+    ----------
+    cls : {'bar', 'label'}
+        The class.
+    score : float
+        Detector confidence in [0, 1].
+    box : tuple of float
+        ``(x0, y0, x1, y1)`` in image pixels, exclusive ends.
+    """
+
+    cls: str
+    score: float
+    box: tuple[float, float, float, float]
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    """Grey image of any real dtype → uint8, stretched between its 0.1 and 99.9 percentiles."""
+    arr = np.asarray(image)
+    if arr.ndim == 3:
+        arr = arr[..., :3].mean(axis=-1) if arr.shape[-1] >= 3 else arr[..., 0]
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D grey or (M, N, 3|4) colour image, got shape {np.shape(image)}")
+    if arr.dtype == np.uint8:
+        return arr
+    a = arr.astype(np.float32)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros(a.shape, np.uint8)
+    lo, hi = np.percentile(a[finite], (0.1, 99.9))
+    if not hi > lo:
+        lo, hi = float(a[finite].min()), float(a[finite].max())
+    if not hi > lo:
+        return np.zeros(a.shape, np.uint8)
+    a = np.where(finite, a, lo)
+    return np.clip(np.round((a - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+
+
+class ScalebarDetector:
+    """A loaded scale-bar/label detector.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An Ultralytics ``DetectionModel`` in eval mode with its weights.
+    meta : mapping
+        ``detector.json`` contents: ``classes``, ``imgsz`` and provenance.
+    sha256 : str
+        SHA-256 of the weights file (recorded in calibration provenance).
+    """
+
+    def __init__(self, model, meta: Mapping[str, Any], sha256: str = ""):
+        self.model = model
+        self.meta = dict(meta)
+        self.sha256 = sha256
+        self.classes = tuple(self.meta.get("classes", CLASSES))
+        self.imgsz = int(self.meta.get("imgsz", 640))
+
+    def _letterbox(self, grey: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
+        import cv2
+
+        h, w = grey.shape
+        r = min(self.imgsz / h, self.imgsz / w)
+        nh, nw = max(1, round(h * r)), max(1, round(w * r))
+        interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
+        small = cv2.resize(grey, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else grey
+        # pad to a multiple of the network stride, centred (as Ultralytics' rect inference)
+        stride = 32
+        th, tw = -(-nh // stride) * stride, -(-nw // stride) * stride
+        top, left = (th - nh) // 2, (tw - nw) // 2
+        canvas = np.full((th, tw), 114, np.uint8)
+        canvas[top : top + nh, left : left + nw] = small
+        return canvas, r, (left, top)
+
+    def detect(
+        self,
+        image,
+        *,
+        conf: float = 0.05,
+        iou: float = 0.5,
+        max_det: int = 50,
+    ) -> list[Detection]:
+        """Detect scale bars and labels.
+
+        Parameters
+        ----------
+        image : (M, N) or (M, N, 3|4) array_like, any real dtype
+            The micrograph; intensities are stretched to uint8 between their
+            0.1 and 99.9 percentiles (uint8 input is used as is).
+        conf : float, optional
+            Minimum detector confidence.  Default 0.05: the reader ranks
+            candidates and checks them, so recall matters more here.
+        iou : float, optional
+            Non-maximum-suppression IoU threshold (per class).
+        max_det : int, optional
+            At most this many detections.
+
+        Returns
+        -------
+        list of Detection
+            Sorted by decreasing score.
+        """
+        import torch
+
+        ultralytics = import_ultralytics()  # noqa: F841 - offline settings before the NMS import
+        from ultralytics.utils.nms import non_max_suppression
+
+        grey = _to_uint8(image)
+        canvas, r, (left, top) = self._letterbox(grey)
+        x = torch.from_numpy(canvas).to(torch.float32).div_(255.0)[None, None].expand(1, 3, *canvas.shape).contiguous()
+        with torch.inference_mode():
+            pred = self.model(x)
+        out = non_max_suppression(pred, conf_thres=conf, iou_thres=iou, max_det=max_det, nc=len(self.classes))[0]
+        h, w = grey.shape
+        dets = []
+        for x0, y0, x1, y1, score, cls in out.cpu().numpy().tolist():
+            bx = (
+                float(np.clip((x0 - left) / r, 0, w)),
+                float(np.clip((y0 - top) / r, 0, h)),
+                float(np.clip((x1 - left) / r, 0, w)),
+                float(np.clip((y1 - top) / r, 0, h)),
+            )
+            if bx[2] - bx[0] < 1 or bx[3] - bx[1] < 1:
+                continue
+            dets.append(Detection(self.classes[int(cls)], float(score), bx))
+        dets.sort(key=lambda d: -d.score)
+        return dets
+
+
+def build_detection_model(yaml_path: str | os.PathLike, nc: int = len(CLASSES)):
+    """Build an untrained Ultralytics ``DetectionModel`` from an architecture YAML."""
+    import_ultralytics()
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel(str(yaml_path), ch=3, nc=nc, verbose=False)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_detector(model, out_dir: str | os.PathLike, yaml_path: str | os.PathLike, meta: Mapping[str, Any]) -> Path:
+    """Write a detector directory: architecture YAML, safetensors weights, ``detector.json``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained ``DetectionModel`` (or its EMA copy).
+    out_dir : path
+        Directory to create or fill.
+    yaml_path : path
+        The architecture YAML it was built from (copied as ``model.yaml``).
+    meta : mapping
+        Stored in ``detector.json`` (``classes``, ``imgsz``, recipe, metrics);
+        the weights' SHA-256 is added as ``weights_sha256``.
+
+    Returns
+    -------
+    pathlib.Path
+        `out_dir`.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").float().contiguous() if v.is_floating_point() else v.detach().to("cpu").contiguous()
+             for k, v in model.state_dict().items()}
+    tmp = out / (_WEIGHTS + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "classes": ",".join(meta.get("classes", CLASSES))})
+    os.replace(tmp, out / _WEIGHTS)
+    yaml_text = Path(yaml_path).read_text()
+    if Path(yaml_path).resolve() != (out / _YAML).resolve():
+        (out / _YAML).write_text(yaml_text)
+    full = {"classes": list(CLASSES), **dict(meta), "weights_sha256": _sha256(out / _WEIGHTS)}
+    (out / _META).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, threads: int | None) -> ScalebarDetector:
+    import torch
+    from safetensors.torch import load_file
+
+    d = Path(path)
+    for name in (_YAML, _WEIGHTS, _META):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"scale-bar detector {d}: {name} is missing")
+    meta = json.loads((d / _META).read_text())
+    classes = tuple(meta.get("classes", CLASSES))
+    if classes != CLASSES:
+        raise ValueError(f"scale-bar detector {d}: classes {classes} are not {CLASSES}")
+    if threads:
+        torch.set_num_threads(int(threads))
+    model = build_detection_model(d / _YAML, nc=len(classes))
+    state = load_file(str(d / _WEIGHTS))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad_shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or bad_shape:
+        raise ValueError(
+            f"scale-bar detector {d}: the weights do not fit {_YAML} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {bad_shape[:3]})"
+        )
+    model.load_state_dict(state)
+    model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
+    model.eval()
+    return ScalebarDetector(model, meta, sha256=_sha256(d / _WEIGHTS))
+
+
+def load_detector(path: str | os.PathLike | None = None, *, threads: int | None = None) -> ScalebarDetector:
+    """Load a detector directory (cached per path).
+
+    Parameters
+    ----------
+    path : path, optional
+        Detector directory; default :func:`default_detector_dir`.
+    threads : int, optional
+        Torch intra-op threads to set (``None``: leave as is).
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file of the directory is missing.
+    ValueError
+        If the weights do not match the architecture or the classes differ.
+    ImportError
+        If ultralytics or torch is not installed.
+    """
+    return _load_cached(str(Path(path or default_detector_dir()).resolve()), threads)

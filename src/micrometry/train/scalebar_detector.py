@@ -63,9 +63,9 @@ DEFAULT_DETECTOR_CONFIG: dict[str, Any] = {
         "workers": 2,
     },
     "train": {
-        "epochs": 8,
+        "epochs": 10,
         "imgsz": 640,
-        "batch": 16,
+        "batch": 8,
         "optimizer": "AdamW",
         "lr0": 0.003,
         "warmup_epochs": 1.0,
@@ -250,7 +250,15 @@ def train_detector(config: dict, out_dir: str | os.PathLike, *, work_dir: str | 
     if not arch.is_absolute():
         arch = (REPO / arch) if (REPO / arch).is_file() else arch.resolve()
     t0 = time.time()
-    data_yaml = write_yolo_dataset(work / "data", seed=int(cfg["seed"]), data=cfg["data"])
+    stamp = work / "data" / "recipe.json"
+    wanted = json.dumps({"seed": int(cfg["seed"]), "data": {k: v for k, v in cfg["data"].items() if k != "workers"}},
+                        sort_keys=True)
+    if stamp.is_file() and stamp.read_text() == wanted and (work / "data" / "data.yaml").is_file():
+        data_yaml = work / "data" / "data.yaml"  # rendered by an earlier, interrupted run of the same recipe
+    else:
+        shutil.rmtree(work / "data", ignore_errors=True)
+        data_yaml = write_yolo_dataset(work / "data", seed=int(cfg["seed"]), data=cfg["data"])
+        stamp.write_text(wanted)
     t_data = time.time() - t0
 
     import torch
@@ -260,7 +268,11 @@ def train_detector(config: dict, out_dir: str | os.PathLike, *, work_dir: str | 
     if threads:
         torch.set_num_threads(threads)
     import_ultralytics()
+    import ultralytics.utils.torch_utils as yolo_torch_utils
     from ultralytics import YOLO
+
+    if threads:  # Ultralytics resets torch to (cores - 1) threads for CPU training: 1 on a 2-core machine
+        yolo_torch_utils.NUM_THREADS = threads
 
     yolo = YOLO(str(arch), task="detect")
     best: dict[str, Any] = {"fitness": -1.0}

@@ -34,6 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from micrometry.calibrate.scalebar._image import grey as grey_image
+from micrometry.calibrate.scalebar._image import to_uint8
+
 __all__ = [
     "CLASSES",
     "Detection",
@@ -108,28 +111,6 @@ class Detection:
     box: tuple[float, float, float, float]
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    """Grey image of any real dtype → uint8, stretched between its 0.1 and 99.9 percentiles."""
-    arr = np.asarray(image)
-    if arr.ndim == 3:
-        arr = arr[..., :3].mean(axis=-1) if arr.shape[-1] >= 3 else arr[..., 0]
-    if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D grey or (M, N, 3|4) colour image, got shape {np.shape(image)}")
-    if arr.dtype == np.uint8:
-        return arr
-    a = arr.astype(np.float32)
-    finite = np.isfinite(a)
-    if not finite.any():
-        return np.zeros(a.shape, np.uint8)
-    lo, hi = np.percentile(a[finite], (0.1, 99.9))
-    if not hi > lo:
-        lo, hi = float(a[finite].min()), float(a[finite].max())
-    if not hi > lo:
-        return np.zeros(a.shape, np.uint8)
-    a = np.where(finite, a, lo)
-    return np.clip(np.round((a - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-
-
 class ScalebarDetector:
     """A loaded scale-bar/label detector.
 
@@ -180,7 +161,7 @@ class ScalebarDetector:
         ----------
         image : (M, N) or (M, N, 3|4) array_like, any real dtype
             The micrograph; intensities are stretched to uint8 between their
-            0.1 and 99.9 percentiles (uint8 input is used as is).
+            0.5 and 99.5 percentiles (uint8 input is used as is).
         conf : float, optional
             Minimum detector confidence.  Default 0.05: the reader ranks
             candidates and checks them, so recall matters more here.
@@ -199,7 +180,7 @@ class ScalebarDetector:
         ultralytics = import_ultralytics()  # noqa: F841 - offline settings before the NMS import
         from ultralytics.utils.nms import non_max_suppression
 
-        grey = _to_uint8(image)
+        grey = to_uint8(grey_image(image))
         canvas, r, (left, top) = self._letterbox(grey)
         x = torch.from_numpy(canvas).to(torch.float32).div_(255.0)[None, None].expand(1, 3, *canvas.shape).contiguous()
         with torch.inference_mode():

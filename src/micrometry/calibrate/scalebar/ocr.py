@@ -64,6 +64,8 @@ from typing import Any
 
 import numpy as np
 
+from micrometry.calibrate.scalebar._image import grey as _grey
+from micrometry.calibrate.scalebar._image import to_uint8 as _to_uint8
 from micrometry.calibrate.scalebar.parse import _LABEL_RE, ScaleLabel, _normalise, parse_scale_label
 
 __all__ = [
@@ -287,33 +289,6 @@ def _engine(backend: str, threads: int | None, options: Mapping[str, Any] | None
     if key not in _ENGINES:
         _ENGINES[key] = _BACKENDS[backend](threads, opts)
     return _ENGINES[key]
-
-
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    a = arr.astype(np.float64)
-    finite = a[np.isfinite(a)]
-    if finite.size == 0:
-        return np.zeros(a.shape, np.uint8)
-    lo, hi = np.percentile(finite, [0.5, 99.5])
-    if hi <= lo:
-        lo, hi = float(finite.min()), float(finite.max())
-    if hi <= lo:
-        return np.full(a.shape, 128, np.uint8)
-    a = np.nan_to_num(a, nan=lo, posinf=hi, neginf=lo)
-    return np.clip(np.rint((a - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
-
-
-def _grey(image) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] in (3, 4):
-        arr = arr[..., :3].astype(np.float64).mean(axis=2)
-    if arr.ndim != 2:
-        raise ValueError(f"image must be (M, N) grey or (M, N, 3|4) colour, got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
-        raise TypeError(f"image must have a real dtype, got {arr.dtype}")
-    return arr
 
 
 def _resize(img: np.ndarray, scale: float) -> np.ndarray:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from micrometry.calibrate.scalebar._image import grey
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, read_scale_label
 
@@ -331,11 +332,7 @@ def read_scalebar(
     """
     from micrometry.calibrate.scalebar.detect import load_detector
 
-    arr = np.asarray(image)
-    if arr.ndim == 3:
-        arr = arr[..., :3].astype(np.float32).mean(axis=-1) if arr.shape[-1] >= 3 else arr[..., 0]
-    if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D grey or (M, N, 3|4) colour image, got shape {np.shape(image)}")
+    arr = grey(image)
     det = detector if detector is not None else load_detector(detector_dir, threads=threads)
     dets = det.detect(arr)
     labels = [d for d in dets if d.cls == "label"][:max_labels]

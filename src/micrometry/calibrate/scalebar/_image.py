@@ -1,0 +1,48 @@
+"""Pixel conversions shared by the scale-bar detector and the OCR reader."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["grey", "to_uint8"]
+
+
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Grey (M, N) array of any real dtype → uint8, stretched between its 0.5 and 99.5 percentiles.
+
+    uint8 input is returned as is; NaN/Inf are set to the ends of the range;
+    a constant image becomes mid-grey (128).
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    a = arr.astype(np.float64)
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return np.zeros(a.shape, np.uint8)
+    lo, hi = np.percentile(finite, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        return np.full(a.shape, 128, np.uint8)
+    a = np.nan_to_num(a, nan=lo, posinf=hi, neginf=lo)
+    return np.clip(np.rint((a - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+
+
+def grey(image) -> np.ndarray:
+    """(M, N) grey or (M, N, 3|4) colour array → (M, N) grey (colour channels averaged).
+
+    Raises
+    ------
+    ValueError
+        On any other shape.
+    TypeError
+        If the dtype is not real (integer, float or bool).
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = arr[..., :3].astype(np.float64).mean(axis=2)
+    if arr.ndim != 2:
+        raise ValueError(f"image must be (M, N) grey or (M, N, 3|4) colour, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
+        raise TypeError(f"image must have a real dtype, got {arr.dtype}")
+    return arr

@@ -1,7 +1,8 @@
 rule calibrate:
-    """Pixel size in nm: per-image override, then instrument metadata, then none."""
+    """Pixel size in nm: per-image override, then instrument metadata, then the scale bar, then none."""
     input:
         image=raw_image,
+        detector=calibrate_detector(),
     output:
         json=f"{RESULTS}/calibration/{{sample}}.json",
     log:
@@ -17,12 +18,15 @@ rule calibrate:
             else ""
         ),
         scalebar="--scalebar" if config["calibration"]["scalebar"] else "--no-scalebar",
+        detector_sha256=calibrate_detector_sha256(),
+        # where the detector lies is not a result: derived from the input, so not a rerun trigger
+        detector=detector_arg,
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=5,
     conda:
         "../envs/micrometry.yaml"
     shell:
         "micrometry calibrate {input.image:q} --sample={wildcards.sample:q} --output {output.json:q}"
-        " {params.overrides} {params.scalebar} > {log:q} 2>&1"
+        " {params.overrides} {params.scalebar} {params.detector} --threads {threads} > {log:q} 2>&1"

@@ -69,6 +69,34 @@ def segment_model_sha256():
     return model_sha256(model_dir())
 
 
+def detector_dir():
+    """The scale-bar detector's directory, resolved against the workflow folder."""
+    path = Path(config["calibration"]["scalebar_detector"])
+    return path if path.is_absolute() else Path(workflow.basedir) / path
+
+
+def calibrate_detector():
+    """Weights of the scale-bar detector (an input of calibrate when bars are read), or nothing."""
+    if not config["calibration"]["scalebar"]:
+        return []
+    return [str(detector_dir() / "model.safetensors"), str(detector_dir() / "detector.json")]
+
+
+def detector_arg(wildcards, input):
+    """`--detector DIR` from the `detector` input (empty without one)."""
+    return f"--detector {Path(input.detector[0]).parent}" if input.detector else ""
+
+
+def calibrate_detector_sha256():
+    """SHA-256 of the detector's weights: a new detector reruns calibrate and what follows."""
+    if not config["calibration"]["scalebar"]:
+        return "none"
+    from micrometry.io.readers import sha256_file
+
+    weights = detector_dir() / "model.safetensors"
+    return sha256_file(weights) if weights.is_file() else "missing"  # then its input is reported missing
+
+
 def segment_settings():
     """What should rerun the segment stage: its section of the config without roi_dir
     (a changed ROI file reruns it through its input instead) and without the block of

@@ -65,3 +65,70 @@ rule train:
     input:
         f"{RESULTS}/models/flow-light",
     localrule: True
+
+
+DETECTOR_RECIPE = Path(workflow.basedir) / "config" / "train-scalebar.yaml"
+DETECTOR_FINETUNE = Path(workflow.basedir) / "config" / "train-scalebar-finetune.yaml"
+DETECTOR_ARCH = Path(workflow.basedir) / "config" / "scalebar-yolo.yaml"
+
+
+rule train_scalebar_detector_stage1:
+    """Render synthetic micrographs with scale bars and distractors; train the YOLO bar/label detector from scratch."""
+    input:
+        recipe=str(DETECTOR_RECIPE),
+        architecture=str(DETECTOR_ARCH),
+    output:
+        detector=directory(f"{RESULTS}/models/detectors/stage1/scalebar-yolo"),
+    log:
+        f"{RESULTS}/logs/train/scalebar-yolo-stage1.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/scalebar-yolo-stage1.tsv"
+    params:
+        version=STAGE_VERSIONS["train"],
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=180,
+        gpu=0,
+    conda:
+        "../envs/micrometry.yaml"
+    shell:
+        "micrometry train-scalebar --config {input.recipe:q} --out {output.detector:q}"
+        " --set architecture={input.architecture:q} --set train.threads={threads}"
+        " --set data.workers={threads} --set train.workers={threads}"
+        " > {log:q} 2>&1"
+
+
+rule train_scalebar_detector:
+    """Continue training the stage-1 detector on freshly rendered images at a lower learning rate."""
+    input:
+        recipe=str(DETECTOR_FINETUNE),
+        architecture=str(DETECTOR_ARCH),
+        stage1=f"{RESULTS}/models/detectors/stage1/scalebar-yolo",
+    output:
+        detector=directory(f"{RESULTS}/models/detectors/scalebar-yolo"),
+    log:
+        f"{RESULTS}/logs/train/scalebar-yolo.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/scalebar-yolo.tsv"
+    params:
+        version=STAGE_VERSIONS["train"],
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=180,
+        gpu=0,
+    conda:
+        "../envs/micrometry.yaml"
+    shell:
+        "micrometry train-scalebar --config {input.recipe:q} --out {output.detector:q}"
+        " --set architecture={input.architecture:q} --set init_from={input.stage1:q}"
+        " --set train.threads={threads} --set data.workers={threads} --set train.workers={threads}"
+        " > {log:q} 2>&1"
+
+
+rule train_scalebar:
+    """The scale-bar detector recipe, both stages (copy the result to models/scalebar-yolo to ship it)."""
+    input:
+        f"{RESULTS}/models/detectors/scalebar-yolo",
+    localrule: True

@@ -457,17 +457,49 @@ def test_stage_anisotropic_lowers_confidence(tmp_path):
 
 def test_stage_scalebar_seam(tmp_path, monkeypatch):
     Image.fromarray(IMG.astype(np.uint8)).save(tmp_path / "a.png")
+    monkeypatch.setattr(stage, "SCALEBAR_READER", None)
     out = calibrate_image(tmp_path / "a.png", sample="a", scalebar=True)
     assert out["source"] == "none" and out["nm_per_px"] is None
-    assert "not available" in out["source_detail"]
+    assert "no reader" in out["source_detail"]
 
     found = {"nm_per_px": 4.0, "confidence": 0.8, "detail": "bar 250 px = 1 µm"}
-    monkeypatch.setattr(stage, "SCALEBAR_READER", lambda path: found)
-    out = calibrate_image(tmp_path / "a.png", sample="a", scalebar=True)
+    seen = []
+    monkeypatch.setattr(stage, "SCALEBAR_READER", lambda path, **options: seen.append(options) or dict(found))
+    out = calibrate_image(tmp_path / "a.png", sample="a", scalebar=True, scalebar_options={"threads": 2})
     assert out["source"] == "scalebar" and out["nm_per_px"] == 4.0 and out["scalebar"] == found
+    assert out["confidence"] == 0.8 and seen[-1] == {"threads": 2}
     # metadata still comes before the scale bar
     out = calibrate_image(write_fei(tmp_path / "fei.tif"), sample="fei", scalebar=True)
     assert out["source"] == "metadata"
+
+
+def test_stage_scalebar_cross_checks_metadata(tmp_path, monkeypatch):
+    fei = write_fei(tmp_path / "fei.tif")  # 2.5 nm/px
+    reading = {"nm_per_px": 2.52, "confidence": 0.9, "detail": "bar"}
+    monkeypatch.setattr(stage, "SCALEBAR_READER", lambda path, **o: dict(reading))
+    out = calibrate_image(fei, sample="fei", scalebar=True)
+    assert out["source"] == "metadata" and out["confidence"] == 0.95 and out["nm_per_px"] == pytest.approx(2.5)
+    assert out["scalebar"]["metadata_agreement"] == pytest.approx(2.52 / 2.5)
+    assert "agrees" in out["source_detail"]
+    # a confident bar that says 4x: metadata kept, trust lowered, the user told
+    reading["nm_per_px"] = 10.0
+    out = calibrate_image(fei, sample="fei", scalebar=True)
+    assert out["source"] == "metadata" and out["confidence"] == stage.DISAGREEMENT_CONFIDENCE
+    assert "WARNING" in out["source_detail"] and "4x" in out["source_detail"]
+    # an unsure bar does not overrule metadata
+    reading["confidence"] = 0.3
+    assert calibrate_image(fei, sample="fei", scalebar=True)["confidence"] == 0.95
+
+
+def test_stage_scalebar_reader_failure_is_a_note_not_an_error(tmp_path, monkeypatch):
+    Image.fromarray(IMG.astype(np.uint8)).save(tmp_path / "a.png")
+
+    def broken(path, **o):
+        raise ImportError("ultralytics is not installed")
+
+    monkeypatch.setattr(stage, "SCALEBAR_READER", broken)
+    out = calibrate_image(tmp_path / "a.png", sample="a", scalebar=True)
+    assert out["source"] == "none" and "unavailable: ultralytics is not installed" in out["source_detail"]
 
 
 def test_stage_bad_override_value(tmp_path):

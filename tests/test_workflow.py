@@ -125,8 +125,12 @@ def test_calibration_order(run):
         elif t["file"].suffix == ".tif":
             assert cal["source"] == "metadata"
             assert cal["nm_per_px"] == pytest.approx(t["nm_per_px"], rel=1e-6)
-        else:
-            assert cal["source"] == "none" and cal["nm_per_px"] is None and cal["confidence"] == 0.0
+            # the burned-in scale bar is read as a cross-check and agrees
+            assert cal["scalebar"]["metadata_agreement"] == pytest.approx(1.0, abs=0.03)
+        else:  # no override, no metadata: the scale bar burned into the image
+            assert cal["source"] == "scalebar" and cal["confidence"] >= 0.5
+            assert cal["nm_per_px"] == pytest.approx(t["nm_per_px"], rel=0.02)
+            assert cal["scalebar"]["value_nm"] == pytest.approx(t["scalebar"]["value_nm"])
 
 
 def test_objects_tables_and_units(run):

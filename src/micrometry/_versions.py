@@ -8,7 +8,7 @@ and nothing else.
 
 STAGE_VERSIONS: dict[str, str] = {
     "ingest": "1",
-    "calibrate": "1",
+    "calibrate": "2",
     "segment": "1",
     "measure": "1",
     "qc": "1",

@@ -55,18 +55,20 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise SystemExit("micrometry calibrate: --output takes exactly one IMAGE")
     if args.output:
         sample = args.sample or Path(args.images[0]).stem
-        result = run_calibrate(args.images[0], args.output, sample=sample,
-                               overrides_csv=args.overrides, scalebar=args.scalebar)
+        result = run_calibrate(args.images[0], args.output, sample=sample, overrides_csv=args.overrides,
+                               scalebar=args.scalebar, detector_dir=args.detector, threads=args.threads)
         print(json.dumps(result))
         return 0
     from micrometry.calibrate.overrides import load_overrides
     from micrometry.calibrate.stage import calibrate_image
 
     overrides = load_overrides(args.overrides) if args.overrides else None
+    options = {"detector_dir": args.detector, "threads": args.threads}
     status = 0
     for image in args.images:
         try:
-            result = calibrate_image(image, sample=Path(image).stem, overrides=overrides, scalebar=args.scalebar)
+            result = calibrate_image(image, sample=Path(image).stem, overrides=overrides, scalebar=args.scalebar,
+                                     scalebar_options=options)
         except Exception as exc:  # report and go on with the next image
             print(f"micrometry calibrate: {image}: {exc}", file=sys.stderr)
             status = 1
@@ -153,6 +155,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_scalebar(args: argparse.Namespace) -> int:
+    from micrometry.train.scalebar_detector import train_detector_from_yaml
+
+    command = "micrometry " + " ".join(sys.argv[1:])
+    meta = train_detector_from_yaml(args.config, args.out, _parse_overrides(args.set), command=command)
+    print(json.dumps({k: meta[k] for k in ("best_epoch", "validation", "train_seconds", "weights_sha256")}, indent=2))
+    return 0
+
+
 def _write_or_print(result: dict, out: str | None) -> None:
     from micrometry._atomic import write_json
 
@@ -218,8 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sample", help="sample name (with --output)")
     s.add_argument("--overrides", help="CSV with columns sample,nm_per_px")
     s.add_argument("--output", help="write the JSON here instead of printing one line per image")
-    s.add_argument("--scalebar", action=argparse.BooleanOptionalAction, default=False,
-                   help="read the scale bar when metadata gives no pixel size")
+    s.add_argument("--scalebar", action=argparse.BooleanOptionalAction, default=True,
+                   help="read the scale bar burned into the image (the source when metadata has no pixel "
+                        "size, a cross-check when it has; default on)")
+    s.add_argument("--detector", help="scale-bar detector directory (default models/scalebar-yolo)")
+    s.add_argument("--threads", type=int, default=1, help="CPU threads for the detector and OCR")
     s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("segment", help="segment the particles of one stored image")
@@ -275,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="model directory to write")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (dotted key)")
     s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("train-scalebar", help="train the scale-bar detector (YOLO) on synthetic micrographs")
+    s.add_argument("--config", default="config/train-scalebar.yaml", help="training recipe (YAML)")
+    s.add_argument("--out", required=True, help="detector directory to write")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (dotted key)")
+    s.set_defaults(func=_cmd_train_scalebar)
 
     s = sub.add_parser("evaluate", help="score predicted instances against ground truth")
     s.add_argument("gt", help="label image, OME-Zarr store, or a folder of them")

@@ -181,24 +181,42 @@ def run_calibrate(
     sample: str,
     overrides_csv: str | os.PathLike | None = None,
     scalebar: bool = False,
+    detector_dir: str | os.PathLike | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
-    """Calibrate one image (override → metadata → none) and write its JSON."""
+    """Calibrate one image (override → metadata → scale bar → none) and write its JSON.
+
+    `detector_dir` is the scale-bar detector (default ``models/scalebar-yolo``);
+    its weights' SHA-256 is recorded in the provenance when `scalebar` is set.
+    """
     from micrometry.calibrate.overrides import load_overrides
     from micrometry.calibrate.stage import calibrate_image, calibration_result
 
     overrides = load_overrides(overrides_csv) if overrides_csv else None
+    options = {"detector_dir": detector_dir, "threads": threads}
     try:
-        result = calibrate_image(image_path, sample=sample, overrides=overrides, scalebar=scalebar)
+        result = calibrate_image(image_path, sample=sample, overrides=overrides, scalebar=scalebar,
+                                 scalebar_options=options)
         result["status"] = "ok"
     except Exception as exc:  # unreadable file: the ingest stage reports it in full
         result = calibration_result(image_path, sample, status="error", reason=f"{type(exc).__name__}: {exc}")
         if overrides and sample in overrides:  # an override needs no pixels
             result.update(nm_per_px=overrides[sample], source="override", confidence=1.0)
-    result["provenance"] = stage_provenance(
-        "calibrate", {"overrides_csv": str(overrides_csv) if overrides_csv else None, "scalebar": scalebar}
-    )
+    params: dict[str, Any] = {"overrides_csv": str(overrides_csv) if overrides_csv else None, "scalebar": scalebar}
+    if scalebar:
+        params["scalebar_detector_sha256"] = _detector_sha256(detector_dir)
+    result["provenance"] = stage_provenance("calibrate", params)
     write_json(out_json, result)
     return result
+
+
+def _detector_sha256(detector_dir) -> str | None:
+    """SHA-256 of the scale-bar detector's weights, or None when it is missing."""
+    from micrometry.calibrate.scalebar.detect import default_detector_dir
+    from micrometry.io.readers import sha256_file
+
+    weights = Path(detector_dir or default_detector_dir()) / "model.safetensors"
+    return sha256_file(weights) if weights.is_file() else None
 
 
 # --------------------------------------------------------------------------- segment

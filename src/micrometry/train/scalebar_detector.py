@@ -15,6 +15,9 @@ Recipe (``config/train-scalebar.yaml``; every key of
 - Network: the architecture YAML ``config/scalebar-yolo.yaml`` (a YOLOv8
   layout at width 0.125: about 0.35 M parameters), built from scratch; no
   downloaded weights.
+- Warm start (``init_from``: an earlier detector directory of the same
+  architecture): its weights are loaded into the trainer's model and EMA
+  copy before the first step, and its SHA-256 is recorded.
 - Training: Ultralytics' trainer on CPU or GPU with its online features off,
   augmentations suited to text (no flips, no rotations; mosaic, scale,
   translation, brightness), fixed seed; the checkpoint with the best
@@ -290,6 +293,25 @@ def train_detector(config: dict, out_dir: str | os.PathLike, *, work_dir: str | 
             best.update(fitness=fit, epoch=int(trainer.epoch) + 1, metrics=metrics,
                         model=copy.deepcopy(model).float().cpu())
 
+    init_from = cfg.get("init_from")
+    init_sha = None
+    if init_from:  # warm start: the weights of an earlier detector of the same architecture
+        from safetensors.torch import load_file
+
+        from micrometry.calibrate.scalebar.detect import check_state_dict
+        from micrometry.io.readers import sha256_file
+
+        init_path = Path(init_from) / "model.safetensors"
+        init_state = load_file(str(init_path))
+        init_sha = sha256_file(init_path)
+
+        def on_pretrain_routine_end(trainer):
+            # the trainer has built its model and the EMA copy from the YAML: give both the weights
+            check_state_dict(trainer.model.state_dict(), init_state, where=str(init_from))
+            trainer.model.load_state_dict(init_state)
+            trainer.ema.ema.load_state_dict(init_state)
+
+        yolo.add_callback("on_pretrain_routine_end", on_pretrain_routine_end)
     yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)
     t1 = time.time()
     yolo.train(
@@ -308,6 +330,7 @@ def train_detector(config: dict, out_dir: str | os.PathLike, *, work_dir: str | 
         "best_epoch": best["epoch"],
         "validation": best["metrics"],
         "recipe": cfg,
+        "init_from_sha256": init_sha,
         "command": command,
         "data_seconds": round(t_data, 1),
         "train_seconds": round(t_train, 1),

@@ -255,6 +255,18 @@ def save_detector(model, out_dir: str | os.PathLike, yaml_path: str | os.PathLik
     return out
 
 
+def check_state_dict(own: Mapping[str, Any], state: Mapping[str, Any], *, where: str) -> None:
+    """Raise ``ValueError`` unless `state` has exactly the keys and shapes of `own`."""
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad_shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or bad_shape:
+        raise ValueError(
+            f"scale-bar detector {where}: the weights do not fit {_YAML} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {bad_shape[:3]})"
+        )
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str, threads: int | None) -> ScalebarDetector:
     import torch
@@ -272,15 +284,7 @@ def _load_cached(path: str, threads: int | None) -> ScalebarDetector:
         torch.set_num_threads(int(threads))
     model = build_detection_model(d / _YAML, nc=len(classes))
     state = load_file(str(d / _WEIGHTS))
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad_shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or bad_shape:
-        raise ValueError(
-            f"scale-bar detector {d}: the weights do not fit {_YAML} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {bad_shape[:3]})"
-        )
+    check_state_dict(model.state_dict(), state, where=str(d))
     model.load_state_dict(state)
     model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
     model.eval()

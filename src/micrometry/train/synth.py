@@ -561,29 +561,14 @@ def _layout_block(rng, bar: dict, bar_px: int, text_hw: tuple[int, int], label_p
 
 def _layout_block_vertical(rng, bar_w: int, bar_px: int, text_hw: tuple[int, int], label_pos: str, font_px: int) -> dict:
     """:func:`_layout_block` for a vertical bar (`bar_px` tall, `bar_w` wide); `text_hw` is
-    the (possibly rotated) text patch's shape."""
-    th, tw = text_hw
-    gap = max(1, int(round(font_px * _u(rng, 0.12, 0.45))))
-    if label_pos in ("left", "right"):
-        h = max(bar_px, th)
-        by = (h - bar_px) // 2
-        align = _choice(rng, ["centre", "centre", "top", "bottom"])
-        ty = {"centre": (h - th) // 2, "top": by, "bottom": by + bar_px - th}[align]
-        ty = min(max(ty, 0), h - th)
-        if label_pos == "left":
-            tx, bx = 0, tw + gap
-        else:
-            bx, tx = 0, bar_w + gap
-        w = tw + gap + bar_w
-    else:
-        w = max(bar_w, tw)
-        bx, tx = (w - bar_w) // 2, (w - tw) // 2
-        if label_pos == "above":
-            ty, by = 0, th + gap
-        else:
-            by, ty = 0, bar_px + gap
-        h = th + gap + bar_px
-    return {"h": h, "w": w, "bar_yx": (by, bx), "text_yx": (ty, tx)}
+    the (possibly rotated) text patch's shape.
+
+    The horizontal layout of the transposed block, transposed back: a label left/right of a
+    vertical bar is a label above/below a horizontal one (same random draws).
+    """
+    transposed_pos = {"left": "above", "right": "below", "above": "left", "below": "right"}[label_pos]
+    t = _layout_block(rng, {"h": bar_w}, bar_px, (text_hw[1], text_hw[0]), transposed_pos, font_px)
+    return {"h": t["w"], "w": t["h"], "bar_yx": t["bar_yx"][::-1], "text_yx": t["text_yx"][::-1]}
 
 
 def _place_scalebar(

@@ -23,7 +23,6 @@ in :func:`~micrometry.calibrate.scalebar.measure.measure_bar` and
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import tempfile
@@ -36,6 +35,7 @@ import numpy as np
 
 from micrometry.calibrate.scalebar._image import grey as grey_image
 from micrometry.calibrate.scalebar._image import to_uint8
+from micrometry.io.readers import sha256_file
 
 __all__ = [
     "CLASSES",
@@ -210,14 +210,6 @@ def build_detection_model(yaml_path: str | os.PathLike, nc: int = len(CLASSES)):
     return DetectionModel(str(yaml_path), ch=3, nc=nc, verbose=False)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_detector(model, out_dir: str | os.PathLike, yaml_path: str | os.PathLike, meta: Mapping[str, Any]) -> Path:
     """Write a detector directory: architecture YAML, safetensors weights, ``detector.json``.
 
@@ -250,7 +242,7 @@ def save_detector(model, out_dir: str | os.PathLike, yaml_path: str | os.PathLik
     yaml_text = Path(yaml_path).read_text()
     if Path(yaml_path).resolve() != (out / _YAML).resolve():
         (out / _YAML).write_text(yaml_text)
-    full = {"classes": list(CLASSES), **dict(meta), "weights_sha256": _sha256(out / _WEIGHTS)}
+    full = {"classes": list(CLASSES), **dict(meta), "weights_sha256": sha256_file(out / _WEIGHTS)}
     (out / _META).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     return out
 
@@ -288,7 +280,7 @@ def _load_cached(path: str, threads: int | None) -> ScalebarDetector:
     model.load_state_dict(state)
     model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
     model.eval()
-    return ScalebarDetector(model, meta, sha256=_sha256(d / _WEIGHTS))
+    return ScalebarDetector(model, meta, sha256=sha256_file(d / _WEIGHTS))
 
 
 def load_detector(path: str | os.PathLike | None = None, *, threads: int | None = None) -> ScalebarDetector:

@@ -1,8 +1,11 @@
+CALIBRATE_DETECTOR_SHA256 = calibrate_detector_sha256()
+CALIBRATE_DETECTOR_OPTION = detector_option()
+
+
 rule calibrate:
     """Pixel size in nm: per-image override, then instrument metadata, then the scale bar, then none."""
     input:
         image=raw_image,
-        detector=calibrate_detector(),
     output:
         json=f"{RESULTS}/calibration/{{sample}}.json",
     log:
@@ -18,9 +21,8 @@ rule calibrate:
             else ""
         ),
         scalebar="--scalebar" if config["calibration"]["scalebar"] else "--no-scalebar",
-        detector_sha256=calibrate_detector_sha256(),
-        # where the detector lies is not a result: derived from the input, so not a rerun trigger
-        detector=detector_arg,
+        detector_sha256=CALIBRATE_DETECTOR_SHA256,
+        detector=CALIBRATE_DETECTOR_OPTION,
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,6 +1,9 @@
 # Helpers shared by all rules: sample discovery, paths, stage parameters.
 import json
+import shlex
 from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 
 from micrometry._versions import STAGE_VERSIONS
 from micrometry.samples import discover_samples
@@ -75,26 +78,34 @@ def detector_dir():
     return path if path.is_absolute() else Path(workflow.basedir) / path
 
 
-def calibrate_detector():
-    """Weights of the scale-bar detector (an input of calibrate when bars are read), or nothing."""
-    if not config["calibration"]["scalebar"]:
-        return []
-    return [str(detector_dir() / "model.safetensors"), str(detector_dir() / "detector.json")]
-
-
-def detector_arg(wildcards, input):
-    """`--detector DIR` from the `detector` input (empty without one)."""
-    return f"--detector {Path(input.detector[0]).parent}" if input.detector else ""
+DEFAULT_DETECTOR = "models/scalebar-yolo"
 
 
 def calibrate_detector_sha256():
-    """SHA-256 of the detector's weights: a new detector reruns calibrate and what follows."""
+    """SHA-256 of the detector's weights: a new detector reruns calibrate and what follows.
+
+    The detector is a param, not an input of every calibrate job (two inputs more per image
+    cost planning time at facility scale); a missing detector stops the run at start-up.
+    """
     if not config["calibration"]["scalebar"]:
         return "none"
     from micrometry.io.readers import sha256_file
 
     weights = detector_dir() / "model.safetensors"
-    return sha256_file(weights) if weights.is_file() else "missing"  # then its input is reported missing
+    if not weights.is_file():
+        raise WorkflowError(
+            f"calibration.scalebar is on but the scale-bar detector {weights} is missing; "
+            "set calibration.scalebar_detector or calibration.scalebar: false"
+        )
+    return sha256_file(weights)
+
+
+def detector_option():
+    """`--detector DIR` for a non-default detector; the default (models/scalebar-yolo of
+    this workflow) is found by the package itself, so a moved or re-cloned workflow folder
+    does not change the param (a param change would rerun every calibrate job)."""
+    value = config["calibration"]["scalebar_detector"]
+    return "" if value == DEFAULT_DETECTOR else f"--detector {shlex.quote(str(detector_dir()))}"
 
 
 def segment_settings():

@@ -52,6 +52,7 @@ from micrometry._atomic import atomic_path
 __all__ = [
     "DEFAULT_TRAIN_CONFIG",
     "merge_config",
+    "set_overrides",
     "flow_losses",
     "lr_factor",
     "evaluate_model",
@@ -109,7 +110,7 @@ def merge_config(base: dict, override: dict | None) -> dict:
     return out
 
 
-def _set_overrides(config: dict, overrides: dict | None) -> dict:
+def set_overrides(config: dict, overrides: dict | None) -> dict:
     """Apply ``{"optim.max_steps": 10}``-style dotted overrides (or nested dicts)."""
     out = copy.deepcopy(config)
     for key, value in (overrides or {}).items():
@@ -532,7 +533,7 @@ def train_from_yaml(
     unknown = set(recipe) - set(DEFAULT_TRAIN_CONFIG)
     if unknown:
         raise ValueError(f"{path}: unknown recipe key(s) {sorted(unknown)}")
-    recipe = _set_overrides(recipe, overrides)
+    recipe = set_overrides(recipe, overrides)
     command = command or f"train_from_yaml({str(path)!r}, {str(out_dir)!r}, overrides={overrides!r})"
     return train(recipe, out_dir, command=command, recipe_file=str(path))
 

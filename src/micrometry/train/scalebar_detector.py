@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from micrometry.train.loop import merge_config, set_overrides
+
 __all__ = [
     "DEFAULT_DETECTOR_CONFIG",
     "detector_targets",
@@ -83,16 +85,6 @@ DEFAULT_DETECTOR_CONFIG: dict[str, Any] = {
         "cache": "ram",
     },
 }
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 def detector_targets(scalebar: dict | None) -> list[tuple[int, tuple[int, int, int, int]]]:
@@ -154,7 +146,7 @@ def render_detector_sample(seed: int, data: dict | None = None) -> tuple[np.ndar
     """
     from micrometry.train.synth import render_micrograph
 
-    d = _merge(DEFAULT_DETECTOR_CONFIG["data"], data or {})
+    d = merge_config(DEFAULT_DETECTOR_CONFIG["data"], data or {})
     rng = np.random.default_rng([int(seed), 7331])
     lo, hi = int(d["min_side_px"]), int(d["max_side_px"])
     h, w = (int(round(np.exp(rng.uniform(np.log(lo), np.log(hi))))) for _ in range(2))  # log-uniform sides
@@ -201,7 +193,7 @@ def write_yolo_dataset(out_dir: str | os.PathLike, *, seed: int = 0, data: dict 
     pathlib.Path
         The ``data.yaml`` written.
     """
-    d = _merge(DEFAULT_DETECTOR_CONFIG["data"], data or {})
+    d = merge_config(DEFAULT_DETECTOR_CONFIG["data"], data or {})
     out = Path(out_dir)
     jobs = []
     for split, n, base in (("train", d["n_train"], 0), ("val", d["n_val"], 500_000)):
@@ -246,7 +238,7 @@ def train_detector(config: dict, out_dir: str | os.PathLike, *, work_dir: str | 
     """
     from micrometry.calibrate.scalebar.detect import CLASSES, import_ultralytics, save_detector
 
-    cfg = _merge(DEFAULT_DETECTOR_CONFIG, config)
+    cfg = merge_config(DEFAULT_DETECTOR_CONFIG, config)
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out.with_name(out.name + ".work")
     arch = Path(cfg["architecture"])
@@ -357,11 +349,5 @@ def train_detector_from_yaml(recipe: str | os.PathLike, out_dir: str | os.PathLi
     """:func:`train_detector` with the recipe read (safely) from a YAML file."""
     import yaml
 
-    cfg = yaml.safe_load(Path(recipe).read_text()) or {}
-    for key, value in (overrides or {}).items():  # dotted keys: "train.epochs" -> cfg["train"]["epochs"]
-        node = cfg
-        *path, last = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
+    cfg = set_overrides(yaml.safe_load(Path(recipe).read_text()) or {}, overrides)
     return train_detector(cfg, out_dir, command=command)

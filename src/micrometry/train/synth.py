@@ -1180,13 +1180,14 @@ def _place_panel(rng, shape, spec_rows, modality, corner: str) -> dict:
     }
 
 
-def _draw_panel(img: np.ndarray, pl: dict) -> None:
+def _draw_boxed_patch(img: np.ndarray, color: str, box_bbox, patch: np.ndarray, yx) -> None:
+    """Ink `patch` at `yx` in `color` ("white"/"black"), on a box of the other colour when `box_bbox` is given."""
     maxval = np.iinfo(img.dtype).max
-    fg = maxval if pl["color"] == "white" else 0
-    if pl["box"]:
-        y0, x0, y1, x1 = pl["box_bbox"]
+    fg = maxval if color == "white" else 0
+    if box_bbox is not None:
+        y0, x0, y1, x1 = box_bbox
         img[y0:y1, x0:x1] = maxval - fg
-    _blend_patch(img, pl["_patch"], pl["text_bbox"][:2], fg)
+    _blend_patch(img, patch, yx, fg)
 
 
 def _boxes_clash(a, b, pad: int = 0) -> bool:
@@ -1357,15 +1358,6 @@ def _place_distractors(
             }
         )
     return out
-
-
-def _draw_distractor(img: np.ndarray, d: dict) -> None:
-    maxval = np.iinfo(img.dtype).max
-    fg = maxval if d["color"] == "white" else 0
-    if d["box"]:
-        y0, x0, y1, x1 = d["bbox"]
-        img[y0:y1, x0:x1] = maxval - fg
-    _blend_patch(img, d["_patch"], d["ink_bbox"][:2], fg)
 
 
 def _jsonable(o: Any) -> Any:
@@ -1716,7 +1708,7 @@ def render_micrograph(
         params["data_bar"] = {"style": style, "fields": fields, "font": font_name, "text_bbox": tb, "rows": data_bar_rows}
         occ[spec_rows:] = 0
     for d in distractors:
-        _draw_distractor(image, d)
+        _draw_boxed_patch(image, d["color"], d["bbox"] if d["box"] else None, d["_patch"], d["ink_bbox"][:2])
         y0, x0, y1, x1 = d["bbox"]
         occ[y0:y1, x0:x1] = 0
     if scalebar_variety:
@@ -1726,7 +1718,8 @@ def render_micrograph(
         y0, x0, y1, x1 = sb["box_bbox"]
         occ[y0:y1, x0:x1] = 0  # no-op unless a particle rim touched it; keeps the contract exact
     if panel is not None:
-        _draw_panel(image, panel)
+        _draw_boxed_patch(image, panel["color"], panel["box_bbox"] if panel["box"] else None, panel["_patch"],
+                          panel["text_bbox"][:2])
         y0, x0, y1, x1 = panel["box_bbox"]
         occ[y0:y1, x0:x1] = 0
         params["panel_label"] = _jsonable(panel)

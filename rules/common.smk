@@ -45,10 +45,15 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def model_dir():
-    """The flow model's directory, resolved against the workflow folder."""
-    path = Path(config["segment"]["flow"]["model"])
+def workflow_path(value):
+    """A configured path, relative ones resolved against the workflow folder."""
+    path = Path(value)
     return path if path.is_absolute() else Path(workflow.basedir) / path
+
+
+def model_dir():
+    """The flow model's directory."""
+    return workflow_path(config["segment"]["flow"]["model"])
 
 
 def segment_model():
@@ -73,9 +78,8 @@ def segment_model_sha256():
 
 
 def detector_dir():
-    """The scale-bar detector's directory, resolved against the workflow folder."""
-    path = Path(config["calibration"]["scalebar_detector"])
-    return path if path.is_absolute() else Path(workflow.basedir) / path
+    """The scale-bar detector's directory."""
+    return workflow_path(config["calibration"]["scalebar_detector"])
 
 
 DEFAULT_DETECTOR = "models/scalebar-yolo"

@@ -279,6 +279,27 @@ def test_search_reuses_the_pass_it_settles_on(radius, reused):
     assert match_instances(truth, labels, thresholds=(0.9,))["tp"][0.9] == 4
 
 
+def test_search_estimate_stops_at_its_finest_scale():
+    """Specks far below train size / 4 (texture, dust): the estimate stays at train size / 4, no 8x enlargement."""
+    image = np.full((120, 120), 30, np.uint8)
+    for y in range(6, 114, 12):
+        for x in range(6, 114, 12):
+            image[y : y + 3, x : x + 3] = 220  # 3 x 3 px specks (diameter ~3.4 px, train size 20)
+    model = _oracle()
+    scales = []
+    real = model.predict_scaled
+
+    def spy(img, scale):
+        scales.append(scale)
+        return real(img, scale)
+
+    model.predict_scaled = spy
+    d, _ = model.search_diameter(M.normalize_image(image))
+    assert d == pytest.approx(model.train_diameter_px / 4)
+    model.segment(image)
+    assert max(scales) == pytest.approx(4.0)  # never beyond the search's own 4x enlargement
+
+
 def test_large_images_go_through_tiled_inference(monkeypatch):
     import micrometry.segment.tiled as tiled
 

@@ -97,6 +97,8 @@ _DEFAULT_INFERENCE = {
 # this factor away from the training size
 _DIAMETER_REFINE_FACTOR = 1.3
 _MIN_SCALE, _MAX_SCALE = 1 / 32, 8.0
+#: The size search enlarges an image at most this much per side (objects >= train size / 4).
+_MAX_SEARCH_ENLARGEMENT = 4.0
 
 
 @dataclass(frozen=True)
@@ -620,7 +622,8 @@ class FlowModel:
         -------
         diameter_px : float
             Estimated median object diameter in pixels of `image_norm` (the
-            training diameter when nothing is found).
+            training diameter when nothing is found); never below
+            ``train_diameter_px / 4``, the finest size the search looks at.
         kept : ScalePass or None
             The accepted pass when the found size is within the model's
             ``inference.reuse_factor`` (default 1.2) of the training size:
@@ -647,12 +650,15 @@ class FlowModel:
         best = closest()
         if best.found_diameter_px / best.scale < d_train / accept:
             # objects smaller than the training size: one enlarged pass (at most 4x)
-            estimate = max(best.found_diameter_px / best.scale, d_train / 4.0)
+            estimate = max(best.found_diameter_px / best.scale, d_train / _MAX_SEARCH_ENLARGEMENT)
             p = self._pass(image_norm, self.scale_for(estimate), exclude)
             if p.n_objects and np.isfinite(p.found_diameter_px):
                 results.append(p)
             best = closest()
-        estimate = float(best.found_diameter_px / best.scale)
+        # The search looks no finer than a 4x enlargement: smaller "objects" found
+        # there are texture, not a size it can vouch for (and an estimate of a few
+        # pixels would make the labelling pass enlarge the image up to 8x per side).
+        estimate = max(float(best.found_diameter_px / best.scale), d_train / _MAX_SEARCH_ENLARGEMENT)
         kept = best if abs(math.log(best.found_diameter_px / d_train)) <= math.log(reuse) else None
         return estimate, kept
 

@@ -105,6 +105,27 @@ def test_resize_image_nearest_keeps_ids():
     assert (up > 0).sum() == pytest.approx(4 * (lab > 0).sum(), rel=0.05)
 
 
+def test_resize_image_bilinear_known_answers():
+    # a ramp sampled at pixel centres stays that ramp on the new grid (align_corners=False)
+    x = np.arange(64, dtype=np.float64)
+    ramp = np.broadcast_to(2.0 * x + 5.0, (3, 64))
+    up = M.resize_image(ramp, (3, 128))
+    centres = (np.arange(128) + 0.5) * 64 / 128 - 0.5
+    inner = slice(2, -2)  # the two edge pixels are clamped
+    assert up.dtype == np.float32 and up.shape == (3, 128)
+    np.testing.assert_allclose(up[:, inner], np.broadcast_to(2.0 * centres + 5.0, (3, 128))[:, inner], atol=1e-4)
+    # shrinking anti-aliases: a 1-px checkerboard averages to its mean instead of aliasing
+    board = (np.indices((64, 64)).sum(0) % 2).astype(np.float32)
+    np.testing.assert_allclose(M.resize_image(board, (16, 16)), 0.5, atol=0.02)
+    # (C, Y, X): each channel on its own; a constant stays constant
+    stack = np.stack([np.full((30, 40), 3.0), board[:30, :40]])
+    out = M.resize_image(stack, (45, 20))
+    assert out.shape == (2, 45, 20)
+    np.testing.assert_allclose(out[0], 3.0, atol=1e-5)
+    with pytest.raises(ValueError, match="order"):
+        M.resize_image(board, (8, 8), order=3)
+
+
 def test_upsample_labels_follows_fine_foreground():
     small = np.zeros((10, 10), np.uint32)
     small[2:5, 2:5] = 3

@@ -9,7 +9,7 @@ and nothing else.
 STAGE_VERSIONS: dict[str, str] = {
     "ingest": "1",
     "calibrate": "2",
-    "segment": "1",
+    "segment": "2",
     "measure": "1",
     "qc": "1",
     "aggregate": "1",

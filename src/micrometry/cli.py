@@ -155,6 +155,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from micrometry.segment.onnx import export_onnx
+
+    print(export_onnx(args.model_dir))
+    return 0
+
+
 def _cmd_train_scalebar(args: argparse.Namespace) -> int:
     from micrometry.train.scalebar_detector import train_detector_from_yaml
 
@@ -289,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="model directory to write")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (dotted key)")
     s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("export-onnx", help="write MODEL_DIR/model.onnx (the CPU inference graph) from its weights")
+    s.add_argument("model_dir", help="flow model directory")
+    s.set_defaults(func=_cmd_export_onnx)
 
     s = sub.add_parser("train-scalebar", help="train the scale-bar detector (YOLO) on synthetic micrographs")
     s.add_argument("--config", default="config/train-scalebar.yaml", help="training recipe (YAML)")

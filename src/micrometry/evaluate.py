@@ -638,7 +638,8 @@ def evaluate_method_on_emps(
     if settings.get("method") == "flow":
         if model_dir is None:
             raise ValueError("method 'flow' needs model_dir")
-        model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads)
+        model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads,
+                                runtime=settings.get("flow", {}).get("runtime", "auto"))
     gts, preds, ids, seconds = [], [], [], []
     source = iter_emps(split) if items is None else items
     for item_id, image, labels in itertools.islice(source, limit):

@@ -289,8 +289,10 @@ def run_segment(
     image = load_image(store_path)
     roi_excluded = load_roi_mask(roi_path, image.shape) if roi_path else None
     if method == "flow":
-        model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads)
+        model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads,
+                                runtime=settings.get("flow", {}).get("runtime", "auto"))
         model.use_dask(dask_address, threads=threads, mem_mb=mem_mb, cuda=dask_cuda)
+        prov["network_runtime"] = model.runtime  # onnxruntime | torch (same outputs to ~1e-5)
     labels, excluded, prediction = segment_image(image, settings, model=model, roi_excluded=roi_excluded)
     write_labels(store_path, labels, name="instances", nm_per_px=attrs.get("metadata_nm_per_px"),
                  attrs={"provenance": prov})

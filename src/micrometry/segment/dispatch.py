@@ -6,10 +6,14 @@ the evaluation runs on the EMPS split, so both measure the same code path.
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = ["METHODS", "segment_image", "load_flow_model"]
 
@@ -17,16 +21,54 @@ __all__ = ["METHODS", "segment_image", "load_flow_model"]
 METHODS: tuple[str, ...] = ("classical", "flow")
 
 
-def load_flow_model(model_dir: str | os.PathLike, *, device: str = "auto", threads: int = 1):
-    """Load a flow model for inference on `device` ('auto' = CUDA if available)."""
+def load_flow_model(model_dir: str | os.PathLike, *, device: str = "auto", threads: int = 1, runtime: str = "auto"):
+    """Load a flow model for inference.
+
+    Parameters
+    ----------
+    model_dir : path
+        Model directory (``config.json``, ``weights.safetensors``, optionally
+        ``model.onnx``).
+    device : str
+        Torch device; ``"auto"`` = CUDA when available, else CPU.
+    threads : int
+        CPU threads for the network.
+    runtime : {"auto", "torch", "onnxruntime"}
+        What runs the network.  ``"auto"``: ONNX Runtime on CPU when the
+        model directory has a ``model.onnx`` exported from its weights and
+        :mod:`onnxruntime` is installed, else PyTorch.  ``"onnxruntime"``
+        raises when that is not possible (the message says why).
+
+    Returns
+    -------
+    FlowModel
+        ``model.runtime`` says which runtime was chosen.
+    """
     import torch
 
     from micrometry.segment.model import load_model
+    from micrometry.segment.onnx import ONNX_NAME, RUNTIMES, onnx_file_status
 
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(map(repr, RUNTIMES))}, got {runtime!r}")
     torch.set_num_threads(max(1, int(threads)))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return load_model(model_dir, device=device)
+    model = load_model(model_dir, device=device)
+    if runtime == "torch":
+        return model
+    why_not = None
+    if model.device.type != "cpu":
+        why_not = f"ONNX Runtime runs on CPU only here, the device is {model.device}"
+    else:
+        why_not = onnx_file_status(model_dir, str(model.config.get("weights_sha256", "")))
+    if why_not is None:
+        model.use_onnx(Path(model_dir) / ONNX_NAME, threads=threads)
+    elif runtime == "onnxruntime":
+        raise ValueError(f"runtime 'onnxruntime' is not possible: {why_not}")
+    else:
+        log.info("flow network runs in PyTorch: %s", why_not)
+    return model
 
 
 def segment_image(

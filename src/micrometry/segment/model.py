@@ -22,7 +22,8 @@ Inference (:meth:`FlowModel.segment`) is a chain of separately testable steps:
    99.8th -> 1) over the specimen pixels (``exclude`` is ignored);
 2. object size: ``diameter_px`` if given, else :meth:`FlowModel.estimate_diameter_px`;
 3. :meth:`FlowModel.predict_scaled` -- rescale so objects are about
-   ``train_diameter_px`` across and run the network (tile by tile through
+   ``inference.label_diameter_px`` across (default ``train_diameter_px``)
+   and run the network (tile by tile through
    :func:`micrometry.segment.tiled.predict_tiled` for large images);
 4. :meth:`FlowModel.labels_at_scale` -- flow tracking
    (:func:`labels_from_prediction`, i.e.
@@ -88,6 +89,9 @@ _DEFAULT_INFERENCE = {
     "diameter_method": "search",  # search | multiscale | refine: see FlowModel.estimate_diameter_px
     "diameter_accept_factor": 1.4142135623730951,  # search: accept a scale whose objects are this close to training size
     "reuse_factor": 1.2,  # search: reuse the accepted pass for the labels when this close
+    # objects are labelled at this size on the model's grid (None: train_diameter_px); the
+    # shipped model labels best a little below its training size (chosen on the train split)
+    "label_diameter_px": None,
     # model-scale images with a side above tile_px go through segment.tiled.predict_tiled in
     # tiles of this side (2048 + overlap: 4096-px images make 2 x 2 tiles; ~2.8 GB peak on CPU)
     "tile_px": 2144,
@@ -357,6 +361,8 @@ class FlowModel:
         self.device = torch.device(device)
         #: Dask placement of tiled inference (:meth:`use_dask`); None = in this process, synchronously
         self.dask: dict[str, Any] | None = None
+        #: ONNX Runtime graph of the network (:meth:`use_onnx`); None = PyTorch runs it
+        self.onnx: Any = None
         # channels-last activations: ~1.4x faster convolutions on CPU (oneDNN), same results to ~1e-5
         self.net = net.to(self.device, memory_format=torch.channels_last).eval()
 
@@ -400,17 +406,43 @@ class FlowModel:
             Foreground probability (sigmoid of the logit), flow_y, flow_x and
             distance (per-object normalised, peak 1, as trained).
         """
-        import torch
-
         arr = np.asarray(image_norm, dtype=np.float32)
         if arr.ndim != 2:
             raise ValueError(f"image_norm must have shape (Y, X), got {arr.shape}")
+        if self.onnx is not None:
+            from scipy.special import expit
+
+            out = self.onnx(arr)
+            out[0] = expit(out[0])
+            return out
+        import torch
+
         self.net.eval()
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(arr))[None, None].to(self.device)
             out = self.net(x.contiguous(memory_format=torch.channels_last))[0]
             out[0] = torch.sigmoid(out[0])
             return np.ascontiguousarray(out.float().cpu().numpy())
+
+    @property
+    def runtime(self) -> str:
+        """What runs the network: ``"onnxruntime"`` or ``"torch"``."""
+        return "onnxruntime" if self.onnx is not None else "torch"
+
+    def use_onnx(self, onnx_path: str | os.PathLike, *, threads: int = 1) -> None:
+        """Run the network with ONNX Runtime from now on (CPU).
+
+        Parameters
+        ----------
+        onnx_path : path
+            The model's ``model.onnx`` (:func:`micrometry.segment.onnx.export_onnx`);
+            its recorded weights SHA-256 must match ``config["weights_sha256"]``.
+        threads : int
+            Intra-op threads.
+        """
+        from micrometry.segment.onnx import OnnxNetwork
+
+        self.onnx = OnnxNetwork(onnx_path, weights_sha256=str(self.config.get("weights_sha256", "")), threads=threads)
 
     def use_dask(
         self, address: str | None = None, *, threads: int = 1, mem_mb: int | None = None, cuda: bool = False
@@ -464,11 +496,27 @@ class FlowModel:
             return self._tile_compute(lazy)
         return self.predict(image_norm)
 
-    def scale_for(self, diameter_px: float) -> float:
-        """Rescaling factor that brings objects of `diameter_px` to the training size."""
+    @property
+    def label_diameter_px(self) -> float:
+        """Object diameter (px) on the model's grid at which labels are computed.
+
+        ``inference.label_diameter_px``, else :attr:`train_diameter_px`.  Training
+        rescales objects to ``train_diameter_px`` with a x0.7-1.4 jitter, so
+        any size in that band is in-distribution; the size search still aims
+        at the training size.
+        """
+        return float(self._inference("label_diameter_px") or self.train_diameter_px)
+
+    def scale_for(self, diameter_px: float, *, target_px: float | None = None) -> float:
+        """Rescaling factor that brings objects of `diameter_px` to `target_px`.
+
+        `target_px` defaults to the training size; :meth:`segment` labels at
+        ``target_px=self.label_diameter_px``.
+        """
         if not (diameter_px and np.isfinite(diameter_px) and diameter_px > 0):
             raise ValueError(f"diameter_px must be a positive number, got {diameter_px!r}")
-        return float(np.clip(self.train_diameter_px / float(diameter_px), _MIN_SCALE, _MAX_SCALE))
+        target = self.train_diameter_px if target_px is None else float(target_px)
+        return float(np.clip(target / float(diameter_px), _MIN_SCALE, _MAX_SCALE))
 
     def predict_scaled(self, image_norm: np.ndarray, scale: float) -> np.ndarray:
         """Predict at ``scale`` x the image size (the prediction stays on that grid).
@@ -633,7 +681,8 @@ class FlowModel:
             ``train_diameter_px / 4``, the finest size the search looks at.
         kept : ScalePass or None
             The accepted pass when the found size is within the model's
-            ``inference.reuse_factor`` (default 1.2) of the training size:
+            ``inference.reuse_factor`` (default 1.2) of
+            :attr:`label_diameter_px`:
             :meth:`segment` then reuses it at scale ``kept.scale`` instead of
             running the network again.
         """
@@ -666,7 +715,7 @@ class FlowModel:
         # there are texture, not a size it can vouch for (and an estimate of a few
         # pixels would make the labelling pass enlarge the image up to 8x per side).
         estimate = max(float(best.found_diameter_px / best.scale), d_train / _MAX_SEARCH_ENLARGEMENT)
-        kept = best if abs(math.log(best.found_diameter_px / d_train)) <= math.log(reuse) else None
+        kept = best if abs(math.log(best.found_diameter_px / self.label_diameter_px)) <= math.log(reuse) else None
         return estimate, kept
 
     def estimate_diameter_px(
@@ -763,11 +812,11 @@ class FlowModel:
 
         normalise (:func:`normalize_image`) -> object size (`diameter_px` or
         :meth:`estimate_diameter_px`) -> :meth:`labels_at_scale` at
-        ``train_diameter_px / diameter_px``.  With the default ``search``
+        ``label_diameter_px / diameter_px``.  With the default ``search``
         size estimate, the pass the search settled on is reused when its
-        objects are within ``inference.reuse_factor`` of the training size
-        (the labels are then those of scale ``kept.scale``, not exactly
-        ``train_diameter_px / diameter_px``).
+        objects are within ``inference.reuse_factor`` of
+        :attr:`label_diameter_px` (the labels are then those of scale
+        ``kept.scale``, not exactly ``label_diameter_px / diameter_px``).
 
         Parameters
         ----------
@@ -800,7 +849,7 @@ class FlowModel:
                 diameter_px, kept = self.search_diameter(norm, exclude=exclude)
             else:
                 diameter_px = self.estimate_diameter_px(norm, exclude=exclude)
-        scale = kept.scale if kept is not None else self.scale_for(diameter_px)
+        scale = kept.scale if kept is not None else self.scale_for(diameter_px, target_px=self.label_diameter_px)
         labels, pred = self.labels_at_scale(
             norm, scale, exclude=exclude, fg_threshold=fg_threshold, min_area_px=min_area_px, cached=kept
         )

@@ -492,8 +492,15 @@ def train(config: dict, out_dir: str | os.PathLike, *, command: str | None = Non
         else:
             model_config["validation"].update(auto_diameter=best["val"])
     save_model(net, model_config, out_dir)
+    onnx_file = None
+    try:  # the CPU inference graph (micrometry.segment.onnx); needs the onnx package
+        from micrometry.segment.onnx import export_onnx
+
+        onnx_file = str(export_onnx(out_dir))
+    except ImportError as exc:
+        print(f"no ONNX graph written ({exc}); inference will use PyTorch", flush=True)
     result = {"steps": step, "wall_minutes": wall, "best_step": best["step"], "validation": best["val"],
-              "final_auto": final_auto, "out_dir": str(out_dir), "stopped_by": stopped_by}
+              "final_auto": final_auto, "out_dir": str(out_dir), "stopped_by": stopped_by, "onnx": onnx_file}
     print({k: v for k, v in result.items()}, flush=True)
     return result
 

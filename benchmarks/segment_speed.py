@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/segment_speed.py --size 1024 --n 3 --threads 2
+    python benchmarks/segment_speed.py --size 1024 --n 3 --threads 2 [--runtime torch]
 
 Times :func:`micrometry.segment.dispatch.segment_image` (exclusion masks + segmentation,
 the code path of the segment stage, model loading excluded) for ``classical``,
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model", default=str(REPO / "models" / "flow-light"))
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="what runs the network (segment.flow.runtime)")
     args = p.parse_args(argv)
 
     from micrometry.segment.dispatch import load_flow_model, segment_image
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from micrometry.train.synth import render_micrograph
 
     images = [render_micrograph(100 + i, shape=(args.size, args.size)) for i in range(args.n)]
-    model = load_flow_model(args.model, device="cpu", threads=args.threads)
+    model = load_flow_model(args.model, device="cpu", threads=args.threads, runtime=args.runtime)
     runs = {
         "classical": lambda m: segment_image(m.image, {"method": "classical"}),
         "flow, size estimated": lambda m: segment_image(m.image, {"method": "flow"}, model=model),
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     segment_image(images[0].image, {"method": "flow"}, model=model)  # warm-up (Numba compile, torch init)
     mp = args.size * args.size / 1e6
-    print(f"{args.n} synthetic {args.size}x{args.size} micrographs, torch threads {args.threads}\n")
+    print(f"{args.n} synthetic {args.size}x{args.size} micrographs, {args.threads} threads, "
+          f"network runtime {model.runtime}\n")
     print("| method | median s/image | MP/s |\n|---|---:|---:|")
     for name, fn in runs.items():
         secs = []
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             run_ingest(png, store, sample=str(i))
             t0 = time.perf_counter()
             run_segment(store, Path(tmp) / f"{i}.json", sample=str(i), threads=args.threads,
-                        settings={"method": "flow", "flow": {"model": args.model, "device": "cpu"}})
+                        settings={"method": "flow", "flow": {"model": args.model, "device": "cpu",
+                                                             "runtime": args.runtime}})
             secs.append(time.perf_counter() - t0)
         med = statistics.median(secs)
         print(f"| segment stage, flow, size estimated (`run_segment`: store in, model load, labels out) "

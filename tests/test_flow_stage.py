@@ -32,6 +32,7 @@ def test_flow_method_segments_synthetic_micrograph(tmp_path):
         summary = run_segment(store, tmp_path / f"seg{i}.json", sample=f"s{i}", settings=settings, threads=2)
         assert summary["status"] == "ok"
         assert summary["provenance"]["model_sha256"] == model_sha256(MODEL)
+        assert summary["network_runtime"] == "onnxruntime"  # the shipped model's current graph, on CPU
         labels = load_labels(store)
         assert labels.dtype == np.uint32 and labels.shape == gt.shape
         assert json.loads((tmp_path / f"seg{i}.json").read_text())["n_objects"] == int(labels.max())

@@ -292,7 +292,6 @@ def run_segment(
         model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads,
                                 runtime=settings.get("flow", {}).get("runtime", "auto"))
         model.use_dask(dask_address, threads=threads, mem_mb=mem_mb, cuda=dask_cuda)
-        prov["network_runtime"] = model.runtime  # onnxruntime | torch (same outputs to ~1e-5)
     labels, excluded, prediction = segment_image(image, settings, model=model, roi_excluded=roi_excluded)
     write_labels(store_path, labels, name="instances", nm_per_px=attrs.get("metadata_nm_per_px"),
                  attrs={"provenance": prov})
@@ -316,6 +315,9 @@ def run_segment(
         analysed_px=int(image.size - n_excluded),
         excluded_px=n_excluded,
         roi=str(roi_path) if roi_path else None,
+        # what ran the network: onnxruntime | torch (same outputs to ~1e-5; not part of the
+        # provenance block, which must be one for the whole dataset)
+        network_runtime=model.runtime if model is not None else None,
         provenance=prov,
     )
     write_json(summary_json, summary)

@@ -124,6 +124,9 @@ class OnnxNetwork:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # no busy-waiting between runs: the same process resizes, tracks (Numba) and runs
+        # PyTorch right after each call, and spinning ORT threads would take their cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001

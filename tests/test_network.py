@@ -300,6 +300,28 @@ def test_search_reuses_the_pass_it_settles_on(radius, reused):
     assert match_instances(truth, labels, thresholds=(0.9,))["tp"][0.9] == 4
 
 
+def test_labels_are_computed_at_the_labelling_size():
+    """inference.label_diameter_px: objects of 40 px are labelled at 16 px on the model grid (scale 0.4), not 20."""
+    truth = disc_labels((200, 200), [(50, 50), (50, 150), (150, 100)], 20)
+    image = np.where(truth > 0, 220, 30).astype(np.uint8)
+    model = _oracle()
+    model.config["inference"]["label_diameter_px"] = 16.0
+    assert model.label_diameter_px == 16.0 and model.train_diameter_px == 20.0
+    scales = []
+    real = model.predict_scaled
+
+    def spy(img, scale):
+        scales.append(scale)
+        return real(img, scale)
+
+    model.predict_scaled = spy
+    labels = model.segment(image, diameter_px=40)
+    assert scales == [pytest.approx(0.4)]
+    from micrometry.evaluate import match_instances
+
+    assert match_instances(truth, labels, thresholds=(0.9,))["tp"][0.9] == 3
+
+
 def test_search_estimate_stops_at_its_finest_scale():
     """Specks far below train size / 4 (texture, dust): the estimate stays at train size / 4, no 8x enlargement."""
     image = np.full((120, 120), 30, np.uint8)

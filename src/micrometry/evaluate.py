@@ -631,15 +631,14 @@ def evaluate_method_on_emps(
     """
     import time
 
-    from micrometry.segment.dispatch import load_flow_model, segment_image
+    from micrometry.segment.dispatch import load_flow_model_for, segment_image
     from micrometry.train.realdata import iter_emps
 
     model = None
     if settings.get("method") == "flow":
         if model_dir is None:
             raise ValueError("method 'flow' needs model_dir")
-        model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads,
-                                runtime=settings.get("flow", {}).get("runtime", "auto"))
+        model = load_flow_model_for(settings, model_dir, threads=threads)
     gts, preds, ids, seconds = [], [], [], []
     source = iter_emps(split) if items is None else items
     for item_id, image, labels in itertools.islice(source, limit):

@@ -43,6 +43,7 @@ _LAZY = {
     "model_sha256": "model",
     "segment_image": "dispatch",
     "load_flow_model": "dispatch",
+    "load_flow_model_for": "dispatch",
 }
 
 __all__ = sorted(_LAZY)

@@ -15,7 +15,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "segment_image", "load_flow_model"]
+__all__ = ["METHODS", "segment_image", "load_flow_model", "load_flow_model_for"]
 
 #: Segmentation methods understood by :func:`segment_image`.
 METHODS: tuple[str, ...] = ("classical", "flow")
@@ -47,7 +47,7 @@ def load_flow_model(model_dir: str | os.PathLike, *, device: str = "auto", threa
     import torch
 
     from micrometry.segment.model import load_model
-    from micrometry.segment.onnx import ONNX_NAME, RUNTIMES, onnx_file_status
+    from micrometry.segment.onnx import ONNX_NAME, RUNTIMES, OnnxUnavailable
 
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(map(repr, RUNTIMES))}, got {runtime!r}")
@@ -57,18 +57,22 @@ def load_flow_model(model_dir: str | os.PathLike, *, device: str = "auto", threa
     model = load_model(model_dir, device=device)
     if runtime == "torch":
         return model
-    why_not = None
-    if model.device.type != "cpu":
-        why_not = f"ONNX Runtime runs on CPU only here, the device is {model.device}"
-    else:
-        why_not = onnx_file_status(model_dir, str(model.config.get("weights_sha256", "")))
-    if why_not is None:
+    try:
+        if model.device.type != "cpu":
+            raise OnnxUnavailable(f"ONNX Runtime runs on CPU only here, the device is {model.device}")
         model.use_onnx(Path(model_dir) / ONNX_NAME, threads=threads)
-    elif runtime == "onnxruntime":
-        raise ValueError(f"runtime 'onnxruntime' is not possible: {why_not}")
-    else:
-        log.info("flow network runs in PyTorch: %s", why_not)
+    except OnnxUnavailable as exc:
+        if runtime == "onnxruntime":
+            raise ValueError(f"runtime 'onnxruntime' is not possible: {exc}") from exc
+        log.info("flow network runs in PyTorch: %s", exc)
     return model
+
+
+def load_flow_model_for(settings: dict[str, Any], model_dir: str | os.PathLike, *, threads: int = 1):
+    """:func:`load_flow_model` with the ``device`` and ``runtime`` of the config's ``segment`` section."""
+    flow = settings.get("flow", {})
+    return load_flow_model(model_dir, device=flow.get("device", "auto"), threads=threads,
+                           runtime=flow.get("runtime", "auto"))
 
 
 def segment_image(

@@ -33,7 +33,8 @@ import numpy as np
 
 from micrometry._atomic import atomic_path
 
-__all__ = ["ONNX_NAME", "RUNTIMES", "OnnxNetwork", "export_onnx", "onnx_file_status", "pad_to_multiple"]
+__all__ = ["ONNX_NAME", "RUNTIMES", "OnnxNetwork", "OnnxUnavailable", "export_onnx", "onnx_file_status",
+           "pad_to_multiple"]
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +67,20 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
 
 
 def onnx_file_status(model_dir: str | os.PathLike, weights_sha256: str) -> str | None:
-    """Why `model_dir`'s ONNX graph cannot be used, or None when it can.
+    """Why `model_dir`'s ONNX graph cannot run this model's weights, or None when it can.
 
-    Checks that the file exists and that its recorded weights SHA-256 equals
-    `weights_sha256` (reads the metadata only; needs :mod:`onnxruntime`).
+    Opens it as :class:`OnnxNetwork` does (the reason is that of
+    :class:`OnnxUnavailable`); for checks, not before loading.
     """
-    path = Path(model_dir) / ONNX_NAME
-    if not path.is_file():
-        return f"no {ONNX_NAME} in {model_dir} (write one with `micrometry export-onnx {model_dir}`)"
     try:
-        import onnxruntime as ort
-    except ImportError:
-        return "onnxruntime is not installed (pip install 'micrometry[flow]')"
-    try:
-        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
-    except Exception as exc:  # noqa: BLE001 - any load failure makes the file unusable
-        return f"{path}: not a readable ONNX model ({exc})"
-    recorded = meta.custom_metadata_map.get("weights_sha256", "")
-    if recorded != weights_sha256:
-        return (f"{path} was exported from weights {recorded[:12] or '(unrecorded)'}..., not this model's "
-                f"{weights_sha256[:12]}... (re-export with `micrometry export-onnx {model_dir}`)")
+        OnnxNetwork(Path(model_dir) / ONNX_NAME, weights_sha256=weights_sha256)
+    except OnnxUnavailable as exc:
+        return str(exc)
     return None
+
+
+class OnnxUnavailable(ValueError):
+    """The ONNX graph cannot be used: missing, unreadable, stale, or no onnxruntime (the message says which)."""
 
 
 class OnnxNetwork:
@@ -101,6 +95,12 @@ class OnnxNetwork:
         one must match.
     threads : int
         Intra-op threads of the session.
+
+    Raises
+    ------
+    OnnxUnavailable
+        No such file, :mod:`onnxruntime` not installed, not a readable ONNX
+        model, or exported from other weights.
 
     Notes
     -----
@@ -117,7 +117,14 @@ class OnnxNetwork:
         self._open()
 
     def _open(self) -> None:
-        import onnxruntime as ort
+        if not self.path.is_file():
+            raise OnnxUnavailable(
+                f"no {self.path.name} in {self.path.parent} (write one with `micrometry export-onnx {self.path.parent}`)"
+            )
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise OnnxUnavailable("onnxruntime is not installed (pip install 'micrometry[flow]')") from exc
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
@@ -129,13 +136,14 @@ class OnnxNetwork:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{self.path}: not a readable ONNX model ({exc})") from exc
+        except Exception as exc:  # noqa: BLE001 - any load failure makes the file unusable
+            raise OnnxUnavailable(f"{self.path}: not a readable ONNX model ({exc})") from exc
         meta = session.get_modelmeta().custom_metadata_map
         if meta.get("weights_sha256") != self.weights_sha256:
-            raise ValueError(
+            raise OnnxUnavailable(
                 f"{self.path} was exported from weights {meta.get('weights_sha256', '(unrecorded)')[:12]}..., "
-                f"not {self.weights_sha256[:12]}...: re-export it (micrometry export-onnx {self.path.parent})"
+                f"not this model's {self.weights_sha256[:12]}... (re-export with `micrometry export-onnx "
+                f"{self.path.parent}`)"
             )
         self.size_multiple = int(meta.get("size_multiple", "1"))
         self._input = session.get_inputs()[0].name

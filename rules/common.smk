@@ -93,15 +93,15 @@ def calibrate_detector_sha256():
     """
     if not config["calibration"]["scalebar"]:
         return "none"
-    from micrometry.io.readers import sha256_file
+    from micrometry.calibrate.scalebar.detect import detector_sha256
 
-    weights = detector_dir() / "model.safetensors"
-    if not weights.is_file():
+    sha = detector_sha256(detector_dir())
+    if sha is None:
         raise WorkflowError(
-            f"calibration.scalebar is on but the scale-bar detector {weights} is missing; "
+            f"calibration.scalebar is on but the scale-bar detector {detector_dir()} has no weights; "
             "set calibration.scalebar_detector or calibration.scalebar: false"
         )
-    return sha256_file(weights)
+    return sha
 
 
 def detector_option():

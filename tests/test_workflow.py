@@ -397,3 +397,15 @@ def test_lint_is_clean(tmp_path):
     proc = snakemake(tmp_path, "--lint", "--config", f"input_dir={tmp_path / 'in'}", f"results_dir={tmp_path / 'r'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_missing_scalebar_detector_stops_the_run_at_start_up(run, tmp_path):
+    """A detector folder without weights is a start-up error that names it, before any job runs."""
+    empty = tmp_path / "no-detector"
+    empty.mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text((run["root"] / "config.yaml").read_text().replace(
+        "calibration:\n", f"calibration:\n  scalebar_detector: {empty}\n"))
+    proc = snakemake(run["root"], "--configfile", str(cfg), "-n")
+    assert proc.returncode != 0
+    assert f"scale-bar detector {empty} has no weights" in proc.stdout + proc.stderr

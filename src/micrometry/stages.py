@@ -204,19 +204,12 @@ def run_calibrate(
             result.update(nm_per_px=overrides[sample], source="override", confidence=1.0)
     params: dict[str, Any] = {"overrides_csv": str(overrides_csv) if overrides_csv else None, "scalebar": scalebar}
     if scalebar:
-        params["scalebar_detector_sha256"] = _detector_sha256(detector_dir)
+        from micrometry.calibrate.scalebar.detect import detector_sha256
+
+        params["scalebar_detector_sha256"] = detector_sha256(detector_dir)
     result["provenance"] = stage_provenance("calibrate", params)
     write_json(out_json, result)
     return result
-
-
-def _detector_sha256(detector_dir) -> str | None:
-    """SHA-256 of the scale-bar detector's weights, or None when it is missing."""
-    from micrometry.calibrate.scalebar.detect import default_detector_dir
-    from micrometry.io.readers import sha256_file
-
-    weights = Path(detector_dir or default_detector_dir()) / "model.safetensors"
-    return sha256_file(weights) if weights.is_file() else None
 
 
 # --------------------------------------------------------------------------- segment
@@ -283,14 +276,13 @@ def run_segment(
         write_json(summary_json, summary)
         return summary
 
-    from micrometry.segment.dispatch import load_flow_model, segment_image
+    from micrometry.segment.dispatch import load_flow_model_for, segment_image
     from micrometry.segment.exclusion import load_roi_mask
 
     image = load_image(store_path)
     roi_excluded = load_roi_mask(roi_path, image.shape) if roi_path else None
     if method == "flow":
-        model = load_flow_model(model_dir, device=settings.get("flow", {}).get("device", "auto"), threads=threads,
-                                runtime=settings.get("flow", {}).get("runtime", "auto"))
+        model = load_flow_model_for(settings, model_dir, threads=threads)
         model.use_dask(dask_address, threads=threads, mem_mb=mem_mb, cuda=dask_cuda)
     labels, excluded, prediction = segment_image(image, settings, model=model, roi_excluded=roi_excluded)
     write_labels(store_path, labels, name="instances", nm_per_px=attrs.get("metadata_nm_per_px"),

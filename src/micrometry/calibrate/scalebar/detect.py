@@ -42,6 +42,7 @@ __all__ = [
     "Detection",
     "ScalebarDetector",
     "default_detector_dir",
+    "detector_sha256",
     "import_ultralytics",
     "load_detector",
     "save_detector",
@@ -61,6 +62,16 @@ def default_detector_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[4] / "models" / "scalebar-yolo"
+
+
+def detector_sha256(detector_dir: str | os.PathLike | None = None) -> str | None:
+    """SHA-256 (hex) of a detector directory's weights, None when it has none.
+
+    `detector_dir` defaults to :func:`default_detector_dir`.  Reads only the
+    weights file (no ultralytics, no torch): the workflow calls it at start-up.
+    """
+    weights = Path(detector_dir or default_detector_dir()) / _WEIGHTS
+    return sha256_file(weights) if weights.is_file() else None
 
 
 def import_ultralytics():

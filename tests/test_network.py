@@ -272,13 +272,8 @@ def test_estimate_diameter_and_exclusion(method):
     assert labels.max() == 2 and not labels[exclude].any()
 
 
-@pytest.mark.parametrize(("radius", "reused"), [(20, True), (13, False)])
-def test_search_reuses_the_pass_it_settles_on(radius, reused):
-    """Objects near the training size (20 px here): the search's own pass gives the labels, no extra network run."""
-    centres = [(60, 60), (60, 170), (170, 60), (170, 170)]
-    truth = disc_labels((240, 240), centres, radius)
-    image = np.where(truth > 0, 220, 30).astype(np.uint8)
-    model = _oracle()
+def _record_scales(model) -> list:
+    """Make `model` append the scale of every network pass to the returned list."""
     scales = []
     real = model.predict_scaled
 
@@ -287,6 +282,17 @@ def test_search_reuses_the_pass_it_settles_on(radius, reused):
         return real(img, scale)
 
     model.predict_scaled = spy
+    return scales
+
+
+@pytest.mark.parametrize(("radius", "reused"), [(20, True), (13, False)])
+def test_search_reuses_the_pass_it_settles_on(radius, reused):
+    """Objects near the training size (20 px here): the search's own pass gives the labels, no extra network run."""
+    centres = [(60, 60), (60, 170), (170, 60), (170, 170)]
+    truth = disc_labels((240, 240), centres, radius)
+    image = np.where(truth > 0, 220, 30).astype(np.uint8)
+    model = _oracle()
+    scales = _record_scales(model)
     d, kept = model.search_diameter(M.normalize_image(image))
     assert d == pytest.approx(2 * radius, rel=0.1)
     assert scales == sorted(scales)  # coarse to fine
@@ -307,14 +313,7 @@ def test_labels_are_computed_at_the_labelling_size():
     model = _oracle()
     model.config["inference"]["label_diameter_px"] = 16.0
     assert model.label_diameter_px == 16.0 and model.train_diameter_px == 20.0
-    scales = []
-    real = model.predict_scaled
-
-    def spy(img, scale):
-        scales.append(scale)
-        return real(img, scale)
-
-    model.predict_scaled = spy
+    scales = _record_scales(model)
     labels = model.segment(image, diameter_px=40)
     assert scales == [pytest.approx(0.4)]
     from micrometry.evaluate import match_instances
@@ -329,14 +328,7 @@ def test_search_estimate_stops_at_its_finest_scale():
         for x in range(6, 114, 12):
             image[y : y + 3, x : x + 3] = 220  # 3 x 3 px specks (diameter ~3.4 px, train size 20)
     model = _oracle()
-    scales = []
-    real = model.predict_scaled
-
-    def spy(img, scale):
-        scales.append(scale)
-        return real(img, scale)
-
-    model.predict_scaled = spy
+    scales = _record_scales(model)
     d, _ = model.search_diameter(M.normalize_image(image))
     assert d == pytest.approx(model.train_diameter_px / 4)
     model.segment(image)

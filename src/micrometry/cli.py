@@ -202,6 +202,13 @@ def _cmd_evaluate_emps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_recipe_arguments(s: argparse.ArgumentParser, default_recipe: str, out_help: str) -> None:
+    """--config RECIPE, --out DIR and repeated --set KEY=VALUE of the training commands."""
+    s.add_argument("--config", default=default_recipe, help="training recipe (YAML)")
+    s.add_argument("--out", required=True, help=out_help)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (dotted key)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``micrometry`` command."""
     p = argparse.ArgumentParser(prog="micrometry", description=__doc__.splitlines()[0])
@@ -292,9 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_provenance)
 
     s = sub.add_parser("train", help="train the flow segmentation model")
-    s.add_argument("--config", default="config/train.yaml", help="training recipe (YAML)")
-    s.add_argument("--out", required=True, help="model directory to write")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (dotted key)")
+    _add_recipe_arguments(s, "config/train.yaml", "model directory to write")
     s.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("export-onnx", help="write MODEL_DIR/model.onnx (the CPU inference graph) from its weights")
@@ -302,9 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_export_onnx)
 
     s = sub.add_parser("train-scalebar", help="train the scale-bar detector (YOLO) on synthetic micrographs")
-    s.add_argument("--config", default="config/train-scalebar.yaml", help="training recipe (YAML)")
-    s.add_argument("--out", required=True, help="detector directory to write")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value (dotted key)")
+    _add_recipe_arguments(s, "config/train-scalebar.yaml", "detector directory to write")
     s.set_defaults(func=_cmd_train_scalebar)
 
     s = sub.add_parser("evaluate", help="score predicted instances against ground truth")

@@ -687,6 +687,7 @@ class FlowModel:
             running the network again.
         """
         d_train = self.train_diameter_px
+        finest = d_train / _MAX_SEARCH_ENLARGEMENT  # the smallest size the search can vouch for
         accept = float(self._inference("diameter_accept_factor") or math.sqrt(2.0))
         reuse = float(self._inference("reuse_factor") or 1.2)
         ks = [k for k in range(6) if d_train * 2.0**k <= max(image_norm.shape)]
@@ -706,7 +707,7 @@ class FlowModel:
         best = closest()
         if best.found_diameter_px / best.scale < d_train / accept:
             # objects smaller than the training size: one enlarged pass (at most 4x)
-            estimate = max(best.found_diameter_px / best.scale, d_train / _MAX_SEARCH_ENLARGEMENT)
+            estimate = max(best.found_diameter_px / best.scale, finest)
             p = self._pass(image_norm, self.scale_for(estimate), exclude)
             if p.n_objects and np.isfinite(p.found_diameter_px):
                 results.append(p)
@@ -714,7 +715,7 @@ class FlowModel:
         # The search looks no finer than a 4x enlargement: smaller "objects" found
         # there are texture, not a size it can vouch for (and an estimate of a few
         # pixels would make the labelling pass enlarge the image up to 8x per side).
-        estimate = max(float(best.found_diameter_px / best.scale), d_train / _MAX_SEARCH_ENLARGEMENT)
+        estimate = max(float(best.found_diameter_px / best.scale), finest)
         kept = best if abs(math.log(best.found_diameter_px / self.label_diameter_px)) <= math.log(reuse) else None
         return estimate, kept
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from skimage.draw import disk, ellipse
 
-from micrometry.segment.flows import LABEL_DTYPE, flow_error, flows_to_labels, labels_to_flows
+from micrometry.segment.flows import LABEL_DTYPE, flow_error, flows_to_labels, labels_to_flows, remove_flow_errors
 
 
 # --------------------------------------------------------------------------- shapes
@@ -235,6 +235,22 @@ def test_flow_error_qc_drops_inconsistent_object():
     assert err.max() > 0.5 and np.sort(err)[-2] < 0.05
     qc = flows_to_labels(flows, lab > 0, backend="numpy", flow_error_max=0.4)
     assert qc.max() == 4 and not qc[m].any()
+
+
+def test_remove_flow_errors_keeps_order_and_inputs():
+    lab = touching_discs()
+    flows, _ = labels_to_flows(lab)
+    m = lab == 2
+    flows[:, m] *= -1  # reversed flows: error 4
+    lab_copy = lab.copy()
+    out = remove_flow_errors(lab, flows, 0.4)
+    assert np.array_equal(lab, lab_copy) and out.dtype == np.uint32
+    assert not out[m].any() and out.max() == lab.max() - 1
+    assert np.array_equal(out > 0, (lab > 0) & ~m)
+    assert np.array_equal(remove_flow_errors(lab, flows, 5.0) > 0, lab > 0)
+    assert not remove_flow_errors(np.zeros((5, 5), int), np.zeros((2, 5, 5), np.float32), 0.4).any()
+    with pytest.raises(ValueError, match="flow_error_max"):
+        remove_flow_errors(lab, flows, float("nan"))
 
 
 def test_inputs_not_modified():

@@ -335,6 +335,66 @@ def test_search_estimate_stops_at_its_finest_scale():
     assert max(scales) == pytest.approx(4.0)  # never beyond the search's own 4x enlargement
 
 
+class _TwistedOracle(_OracleModel):
+    """The oracle, but the flows of the leftmost disc are rotated by 60 degrees (flow error 1)."""
+
+    def predict(self, image_norm):
+        from scipy import ndimage as ndi
+
+        pred = super().predict(image_norm)
+        lab, _ = ndi.label(image_norm > 0.5)
+        m = lab == lab[:, : image_norm.shape[1] // 3].max()
+        c, s = np.cos(np.pi / 3), np.sin(np.pi / 3)
+        fy, fx = pred[1, m].copy(), pred[2, m].copy()
+        pred[1, m], pred[2, m] = c * fy - s * fx, s * fy + c * fx
+        return pred
+
+
+@pytest.mark.parametrize("radius", [10, 30])  # tracked on the image grid / on the model grid
+def test_flow_error_qc_drops_objects_whose_flows_disagree(radius):
+    """inference.flow_error_max (0.4) drops the disc with rotated flows; 0 turns the QC off."""
+    shape = (8 * radius, 10 * radius)
+    centres = [(4 * radius, int(1.5 * radius)), (4 * radius, 5 * radius), (4 * radius, int(8.5 * radius))]
+    truth = disc_labels(shape, centres, radius)
+    image = np.where(truth > 0, 220, 30).astype(np.uint8)
+    base = _oracle()
+    model = _TwistedOracle(base.net, base.config)
+    assert model.flow_error_max is None  # off unless the model's config says so
+    assert model.segment(image, diameter_px=2 * radius).max() == 3
+    model.config["inference"]["flow_error_max"] = 0.4
+    assert model.flow_error_max == 0.4
+    labels = model.segment(image, diameter_px=2 * radius)
+    from micrometry.evaluate import match_instances
+
+    assert labels.max() == 2 and not labels[truth == 1].any()
+    assert match_instances(truth, labels, thresholds=(0.9,))["tp"][0.9] == 2
+    assert model.segment(image, diameter_px=2 * radius, flow_error_max=0).max() == 3
+    assert model.segment(image, diameter_px=2 * radius, flow_error_max=1.5).max() == 3
+
+
+def test_search_passes_are_not_qc_filtered_but_reused_labels_are():
+    """The size search sees every object; the labels it hands on get the QC (no extra network run)."""
+    truth = disc_labels((120, 200), [(60, 30), (60, 100), (60, 170)], 10)  # 20 px: the training size
+    image = np.where(truth > 0, 220, 30).astype(np.uint8)
+    base = _oracle()
+    model = _TwistedOracle(base.net, base.config)
+    model.config["inference"]["flow_error_max"] = 0.4
+    d, kept = model.search_diameter(M.normalize_image(image))
+    assert kept is not None and kept.n_objects == 3 and d == pytest.approx(20, rel=0.1)
+    scales = _record_scales(model)
+    labels = model.segment(image)
+    assert len(scales) == len(set(scales))  # the kept pass was reused, not run again
+    assert labels.max() == 2 and not labels[truth == 1].any()
+
+
+def test_check_flow_error_max():
+    assert M.check_flow_error_max(None) is None and M.check_flow_error_max(0) is None
+    assert M.check_flow_error_max(0.4) == 0.4 and isinstance(M.check_flow_error_max(1), float)
+    for bad in (-0.1, float("nan"), float("inf"), "0.4", True):
+        with pytest.raises(ValueError, match="flow_error_max"):
+            M.check_flow_error_max(bad)
+
+
 def test_large_images_go_through_tiled_inference(monkeypatch):
     import micrometry.segment.tiled as tiled
 

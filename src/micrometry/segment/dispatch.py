@@ -128,6 +128,6 @@ def segment_image(
     flow = settings.get("flow", {})
     labels, prediction = model.segment(
         image, exclude=excluded, diameter_px=flow.get("diameter_px"), fg_threshold=flow.get("fg_threshold"),
-        min_area_px=flow.get("min_area_px"), return_prediction=True,
+        min_area_px=flow.get("min_area_px"), flow_error_max=flow.get("flow_error_max"), return_prediction=True,
     )
     return labels.astype(np.uint32, copy=False), excluded, prediction

@@ -50,7 +50,7 @@ from micrometry.segment.tracking import (
     labels_from_endpoints,
 )
 
-__all__ = ["LABEL_DTYPE", "labels_to_flows", "flows_to_labels", "flow_error"]
+__all__ = ["LABEL_DTYPE", "labels_to_flows", "flows_to_labels", "flow_error", "remove_flow_errors"]
 
 _HEAT_ITER_PER_EXTENT = 2  # heat iterations = this x (crop height + width)
 
@@ -423,12 +423,43 @@ def flows_to_labels(
     ends = follow_flows(masked, fg, n_iter=n_iter, step_px=step, backend=backend)
     labels = labels_from_endpoints(ends, fg, min_seed_count=min_seed_count, seed_radius_px=seed_radius_px)
     labels = remove_small_and_large(labels, min_area_px=min_area_px, max_area_px=max_area_px)
-    if flow_error_max is not None and labels.max() > 0:
-        limit = float(flow_error_max)
-        if not math.isfinite(limit) or limit < 0:
-            raise ValueError(f"flow_error_max must be a non-negative number, got {flow_error_max!r}")
-        err = flow_error(labels, flows)
-        drop = np.concatenate([[False], err > limit])
-        labels[drop[labels]] = 0
-        labels = remove_small_and_large(labels, min_area_px=1)
+    if flow_error_max is not None:
+        labels = remove_flow_errors(labels, flows, flow_error_max)
     return labels
+
+
+def remove_flow_errors(labels, flows_yx, flow_error_max: float) -> np.ndarray:
+    """Drop the objects whose flows disagree with the flows of their own mask.
+
+    The flow-error quality control of Cellpose (its ``flow_threshold``):
+    objects whose :func:`flow_error` exceeds `flow_error_max` are set to 0,
+    the others relabelled ``1..K`` in their original order.
+
+    Parameters
+    ----------
+    labels : (Y, X) array_like of int
+        Instance labels (0 = background).  Not modified.
+    flows_yx : (2, Y, X) array_like of float
+        The flows the labels came from.
+    flow_error_max : float
+        Largest accepted mean squared flow difference (unit vectors: 0 =
+        perfect, 4 = reversed; Cellpose's default is 0.4).
+
+    Returns
+    -------
+    (Y, X) uint32 ndarray
+        Labels ``1..K'`` of the objects kept.
+    """
+    from micrometry.segment.classical import remove_small_and_large
+
+    limit = float(flow_error_max)
+    if not math.isfinite(limit) or limit < 0:
+        raise ValueError(f"flow_error_max must be a non-negative number, got {flow_error_max!r}")
+    lab = _validate_labels(labels)
+    if not lab.any():
+        return lab.astype(LABEL_DTYPE)
+    err = flow_error(lab, flows_yx)
+    drop = np.concatenate([[False], err > limit])
+    out = lab.astype(LABEL_DTYPE, copy=True)
+    out[drop[lab]] = 0
+    return remove_small_and_large(out, min_area_px=1)

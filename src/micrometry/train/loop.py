@@ -94,7 +94,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
         "final_auto_diameter": True,
         "thresholds": [0.5, 0.75, 0.9],
     },
-    "inference": {"fg_threshold": 0.5, "min_area_px": 8, "n_iter": None},
+    "inference": {"fg_threshold": 0.5, "min_area_px": 8, "n_iter": None, "flow_error_max": 0.4},
     "log_every_steps": 10,
 }
 

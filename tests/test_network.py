@@ -388,11 +388,13 @@ def test_search_passes_are_not_qc_filtered_but_reused_labels_are():
 
 
 def test_check_flow_error_max():
-    assert M.check_flow_error_max(None) is None and M.check_flow_error_max(0) is None
-    assert M.check_flow_error_max(0.4) == 0.4 and isinstance(M.check_flow_error_max(1), float)
+    from micrometry.segment.flows import check_flow_error_max
+
+    assert check_flow_error_max(None) is None and check_flow_error_max(0) is None
+    assert check_flow_error_max(0.4) == 0.4 and isinstance(check_flow_error_max(1), float)
     for bad in (-0.1, float("nan"), float("inf"), "0.4", True):
         with pytest.raises(ValueError, match="flow_error_max"):
-            M.check_flow_error_max(bad)
+            check_flow_error_max(bad)
 
 
 def test_large_images_go_through_tiled_inference(monkeypatch):

@@ -21,7 +21,7 @@ from shapes import disc_labels  # noqa: E402
 from micrometry.segment import model as M  # noqa: E402
 from micrometry.segment.dispatch import load_flow_model  # noqa: E402
 from micrometry.segment.network import build_network, network_config  # noqa: E402
-from micrometry.segment.onnx import ONNX_NAME, OnnxNetwork, export_onnx, onnx_file_status, pad_to_multiple  # noqa: E402
+from micrometry.segment.onnx import ONNX_NAME, OnnxNetwork, OnnxUnavailable, export_onnx, pad_to_multiple  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,8 +69,9 @@ def test_onnx_model_segments_like_torch(tiny_model_dir):
 
 def test_export_records_the_weights_and_a_stale_graph_is_refused(tiny_model_dir, tmp_path):
     sha = M.model_sha256(tiny_model_dir)
-    assert onnx_file_status(tiny_model_dir, sha) is None
-    assert "exported from weights" in onnx_file_status(tiny_model_dir, "0" * 64)
+    OnnxNetwork(tiny_model_dir / ONNX_NAME, weights_sha256=sha)  # current: opens
+    with pytest.raises(OnnxUnavailable, match="exported from weights"):
+        OnnxNetwork(tiny_model_dir / ONNX_NAME, weights_sha256="0" * 64)
     # retrained weights in the same folder: the old graph must not be used
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other)
@@ -84,7 +85,8 @@ def test_export_records_the_weights_and_a_stale_graph_is_refused(tiny_model_dir,
     with pytest.raises(ValueError, match="no model.onnx"):
         load_flow_model(other, device="cpu", runtime="onnxruntime")
     (other / ONNX_NAME).write_bytes(b"not a protobuf")
-    assert "not a readable ONNX model" in onnx_file_status(other, M.model_sha256(other))
+    with pytest.raises(OnnxUnavailable, match="not a readable ONNX model"):
+        OnnxNetwork(other / ONNX_NAME, weights_sha256=M.model_sha256(other))
     with pytest.raises(ValueError, match="runtime must be"):
         load_flow_model(other, runtime="tensorflow")
 
@@ -99,5 +101,5 @@ def test_onnx_network_pickles_for_dask_workers(tiny_model_dir):
 def test_shipped_model_has_a_current_onnx_graph():
     """models/flow-light/model.onnx was exported from the shipped weights (re-export after retraining)."""
     model_dir = REPO / "models" / "flow-light"
-    assert onnx_file_status(model_dir, M.model_sha256(model_dir)) is None
+    OnnxNetwork(model_dir / ONNX_NAME, weights_sha256=M.model_sha256(model_dir))  # raises OnnxUnavailable if stale
     assert load_flow_model(model_dir, device="cpu").runtime == "onnxruntime"

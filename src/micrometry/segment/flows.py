@@ -50,7 +50,8 @@ from micrometry.segment.tracking import (
     labels_from_endpoints,
 )
 
-__all__ = ["LABEL_DTYPE", "labels_to_flows", "flows_to_labels", "flow_error", "remove_flow_errors"]
+__all__ = ["LABEL_DTYPE", "labels_to_flows", "flows_to_labels", "flow_error", "remove_flow_errors",
+           "check_flow_error_max"]
 
 _HEAT_ITER_PER_EXTENT = 2  # heat iterations = this x (crop height + width)
 
@@ -382,7 +383,7 @@ def flows_to_labels(
     max_diameter_px : float, optional
         Largest expected object diameter, in pixels, for the default `n_iter`.
     flow_error_max : float, optional
-        Drop objects whose :func:`flow_error` exceeds this (None: no QC).
+        Drop objects whose :func:`flow_error` exceeds this (None or 0: no QC).
     min_seed_count : int, optional
         Default :func:`~micrometry.segment.tracking.default_min_seed_count`
         of `min_area_px`.
@@ -423,12 +424,29 @@ def flows_to_labels(
     ends = follow_flows(masked, fg, n_iter=n_iter, step_px=step, backend=backend)
     labels = labels_from_endpoints(ends, fg, min_seed_count=min_seed_count, seed_radius_px=seed_radius_px)
     labels = remove_small_and_large(labels, min_area_px=min_area_px, max_area_px=max_area_px)
-    if flow_error_max is not None:
-        labels = remove_flow_errors(labels, flows, flow_error_max)
-    return labels
+    return remove_flow_errors(labels, flows, flow_error_max)
 
 
-def remove_flow_errors(labels, flows_yx, flow_error_max: float) -> np.ndarray:
+def check_flow_error_max(value) -> float | None:
+    """A flow-error QC limit as a float; None when the QC is off (None or 0).
+
+    Raises
+    ------
+    ValueError
+        Anything but None or a finite non-negative number (booleans and
+        strings included).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"flow_error_max must be a non-negative number or None, got {value!r}")
+    limit = float(value)
+    if not math.isfinite(limit) or limit < 0:
+        raise ValueError(f"flow_error_max must be a non-negative number or None, got {value!r}")
+    return limit or None
+
+
+def remove_flow_errors(labels, flows_yx, flow_error_max: float | None) -> np.ndarray:
     """Drop the objects whose flows disagree with the flows of their own mask.
 
     The flow-error quality control of Cellpose (its ``flow_threshold``):
@@ -441,9 +459,10 @@ def remove_flow_errors(labels, flows_yx, flow_error_max: float) -> np.ndarray:
         Instance labels (0 = background).  Not modified.
     flows_yx : (2, Y, X) array_like of float
         The flows the labels came from.
-    flow_error_max : float
+    flow_error_max : float or None
         Largest accepted mean squared flow difference (unit vectors: 0 =
-        perfect, 4 = reversed; Cellpose's default is 0.4).
+        perfect, 4 = reversed; Cellpose's default is 0.4).  None or 0: no QC
+        (`labels` returned as they are).
 
     Returns
     -------
@@ -452,12 +471,10 @@ def remove_flow_errors(labels, flows_yx, flow_error_max: float) -> np.ndarray:
     """
     from micrometry.segment.classical import remove_small_and_large
 
-    limit = float(flow_error_max)
-    if not math.isfinite(limit) or limit < 0:
-        raise ValueError(f"flow_error_max must be a non-negative number, got {flow_error_max!r}")
+    limit = check_flow_error_max(flow_error_max)
     lab = _validate_labels(labels)
-    if not lab.any():
-        return lab.astype(LABEL_DTYPE)
+    if limit is None or not lab.any():
+        return lab.astype(LABEL_DTYPE, copy=False)
     err = flow_error(lab, flows_yx)
     drop = np.concatenate([[False], err > limit])
     out = lab.astype(LABEL_DTYPE, copy=True)

@@ -65,7 +65,6 @@ __all__ = [
     "median_diameter_px",
     "resize_image",
     "labels_from_prediction",
-    "check_flow_error_max",
     "upsample_labels",
     "save_model",
     "load_model",
@@ -267,15 +266,6 @@ def resize_image(image: np.ndarray, shape: tuple[int, int], *, order: int = 1) -
     return np.ascontiguousarray(out.numpy())
 
 
-def check_flow_error_max(value: Any) -> float | None:
-    """A flow-error QC limit as a float, None when off (None or 0); raises on anything else."""
-    if value is None or (not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"flow_error_max must be a non-negative number or None, got {value!r}")
-    return float(value)
-
-
 def labels_from_prediction(
     prediction: np.ndarray,
     *,
@@ -344,7 +334,7 @@ def labels_from_prediction(
         n_iter=n_iter,
         backend=backend,
         min_area_px=int(min_area_px),
-        flow_error_max=check_flow_error_max(flow_error_max),
+        flow_error_max=flow_error_max,
     )
     labels = np.asarray(labels)
     labels[~fg] = 0
@@ -566,6 +556,8 @@ class FlowModel:
     @property
     def flow_error_max(self) -> float | None:
         """The model's flow-error QC limit (``inference.flow_error_max``), None when off."""
+        from micrometry.segment.flows import check_flow_error_max
+
         return check_flow_error_max(self._inference("flow_error_max"))
 
     def _track(self, pred: np.ndarray, *, fg_threshold: float, min_area_px: int, exclude: np.ndarray | None,
@@ -627,7 +619,7 @@ class FlowModel:
             On the image grid.
         """
         from micrometry.segment.classical import remove_small_and_large
-        from micrometry.segment.flows import remove_flow_errors
+        from micrometry.segment.flows import check_flow_error_max, remove_flow_errors
 
         thr = float(self._inference("fg_threshold") if fg_threshold is None else fg_threshold)
         qc = self.flow_error_max if flow_error_max is None else check_flow_error_max(flow_error_max)
@@ -644,7 +636,7 @@ class FlowModel:
             labels = self._track(pred, fg_threshold=thr, min_area_px=min_area_px, exclude=exclude, flow_error_max=qc)
             return labels, pred
         if cached is not None and cached.fg_threshold == thr and cached.min_area_px == min_area_model:
-            lab_s = cached.labels if qc is None else remove_flow_errors(cached.labels, pred_s[1:3], qc)
+            lab_s = remove_flow_errors(cached.labels, pred_s[1:3], qc)
         else:
             exc_s = None if exclude is None else resize_image(exclude, small, order=0)
             lab_s = self._track(pred_s, fg_threshold=thr, min_area_px=min_area_model, exclude=exc_s,

@@ -33,7 +33,7 @@ import numpy as np
 
 from micrometry._atomic import atomic_path
 
-__all__ = ["ONNX_NAME", "RUNTIMES", "OnnxNetwork", "OnnxUnavailable", "export_onnx", "onnx_file_status",
+__all__ = ["ONNX_NAME", "RUNTIMES", "OnnxNetwork", "OnnxUnavailable", "export_onnx",
            "pad_to_multiple"]
 
 log = logging.getLogger(__name__)
@@ -64,19 +64,6 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
         return image
     mode = "reflect" if pad_y < ny and pad_x < nx else "edge"
     return np.pad(image, ((0, pad_y), (0, pad_x)), mode=mode)
-
-
-def onnx_file_status(model_dir: str | os.PathLike, weights_sha256: str) -> str | None:
-    """Why `model_dir`'s ONNX graph cannot run this model's weights, or None when it can.
-
-    Opens it as :class:`OnnxNetwork` does (the reason is that of
-    :class:`OnnxUnavailable`); for checks, not before loading.
-    """
-    try:
-        OnnxNetwork(Path(model_dir) / ONNX_NAME, weights_sha256=weights_sha256)
-    except OnnxUnavailable as exc:
-        return str(exc)
-    return None
 
 
 class OnnxUnavailable(ValueError):

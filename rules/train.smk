@@ -21,6 +21,7 @@ rule train_flow_model_stage1:
         model=r"[^/]+",
     params:
         version=STAGE_VERSIONS["train"],
+        init="",  # stage 2: --set model.init_from=STAGE1
     threads: workflow.cores
     resources:
         mem_mb=8000,
@@ -30,10 +31,10 @@ rule train_flow_model_stage1:
         "../envs/micrometry.yaml"
     shell:
         "micrometry train --config {input.recipe:q} --out {output.model:q}"
-        " --set threads={threads} > {log:q} 2>&1"
+        " --set threads={threads} {params.init} > {log:q} 2>&1"
 
 
-rule train_flow_model:
+use rule train_flow_model_stage1 as train_flow_model with:
     """Continue training the stage-1 network with fresh crops and a lower learning-rate schedule."""
     input:
         recipe=str(FINETUNE_RECIPE),
@@ -44,20 +45,9 @@ rule train_flow_model:
         f"{RESULTS}/logs/train/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{model}}.tsv"
-    wildcard_constraints:
-        model=r"[^/]+",
     params:
         version=STAGE_VERSIONS["train"],
-    threads: workflow.cores
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=0,
-    conda:
-        "../envs/micrometry.yaml"
-    shell:
-        "micrometry train --config {input.recipe:q} --out {output.model:q}"
-        " --set threads={threads} --set model.init_from={input.stage1:q} > {log:q} 2>&1"
+        init=lambda wildcards, input: f"--set model.init_from={shlex.quote(input.stage1)}",
 
 
 rule train:
@@ -85,6 +75,7 @@ rule train_scalebar_detector_stage1:
         f"{RESULTS}/benchmarks/train/scalebar-yolo-stage1.tsv"
     params:
         version=STAGE_VERSIONS["train"],
+        init="",  # stage 2: --set init_from=STAGE1
     threads: workflow.cores
     resources:
         mem_mb=8000,
@@ -94,12 +85,12 @@ rule train_scalebar_detector_stage1:
         "../envs/micrometry.yaml"
     shell:
         "micrometry train-scalebar --config {input.recipe:q} --out {output.detector:q}"
-        " --set architecture={input.architecture:q} --set train.threads={threads}"
+        " --set architecture={input.architecture:q} {params.init} --set train.threads={threads}"
         " --set data.workers={threads} --set train.workers={threads}"
         " > {log:q} 2>&1"
 
 
-rule train_scalebar_detector:
+use rule train_scalebar_detector_stage1 as train_scalebar_detector with:
     """Continue training the stage-1 detector on freshly rendered images at a lower learning rate."""
     input:
         recipe=str(DETECTOR_FINETUNE),
@@ -113,18 +104,7 @@ rule train_scalebar_detector:
         f"{RESULTS}/benchmarks/train/scalebar-yolo.tsv"
     params:
         version=STAGE_VERSIONS["train"],
-    threads: workflow.cores
-    resources:
-        mem_mb=8000,
-        runtime=180,
-        gpu=0,
-    conda:
-        "../envs/micrometry.yaml"
-    shell:
-        "micrometry train-scalebar --config {input.recipe:q} --out {output.detector:q}"
-        " --set architecture={input.architecture:q} --set init_from={input.stage1:q}"
-        " --set train.threads={threads} --set data.workers={threads} --set train.workers={threads}"
-        " > {log:q} 2>&1"
+        init=lambda wildcards, input: f"--set init_from={shlex.quote(input.stage1)}",
 
 
 rule train_scalebar:

@@ -290,12 +290,12 @@ def train_detector(config: dict, out_dir: str | os.PathLike, *, work_dir: str | 
     if init_from:  # warm start: the weights of an earlier detector of the same architecture
         from safetensors.torch import load_file
 
-        from micrometry.calibrate.scalebar.detect import check_state_dict
-        from micrometry.io.readers import sha256_file
+        from micrometry.calibrate.scalebar.detect import WEIGHTS_NAME, check_state_dict, detector_sha256
 
-        init_path = Path(init_from) / "model.safetensors"
-        init_state = load_file(str(init_path))
-        init_sha = sha256_file(init_path)
+        init_sha = detector_sha256(init_from)
+        if init_sha is None:
+            raise ValueError(f"init_from {init_from}: no {WEIGHTS_NAME} there")
+        init_state = load_file(str(Path(init_from) / WEIGHTS_NAME))
 
         def on_pretrain_routine_end(trainer):
             # the trainer has built its model and the EMA copy from the YAML: give both the weights

@@ -46,12 +46,14 @@ __all__ = [
     "import_ultralytics",
     "load_detector",
     "save_detector",
+    "WEIGHTS_NAME",
 ]
 
 #: Class names, in the order of the network's class channels.
 CLASSES = ("bar", "label")
 
-_WEIGHTS = "model.safetensors"
+#: The weights file of a detector directory.
+WEIGHTS_NAME = "model.safetensors"
 _YAML = "model.yaml"
 _META = "detector.json"
 
@@ -70,7 +72,7 @@ def detector_sha256(detector_dir: str | os.PathLike | None = None) -> str | None
     `detector_dir` defaults to :func:`default_detector_dir`.  Reads only the
     weights file (no ultralytics, no torch): the workflow calls it at start-up.
     """
-    weights = Path(detector_dir or default_detector_dir()) / _WEIGHTS
+    weights = Path(detector_dir or default_detector_dir()) / WEIGHTS_NAME
     return sha256_file(weights) if weights.is_file() else None
 
 
@@ -247,13 +249,13 @@ def save_detector(model, out_dir: str | os.PathLike, yaml_path: str | os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").float().contiguous() if v.is_floating_point() else v.detach().to("cpu").contiguous()
              for k, v in model.state_dict().items()}
-    tmp = out / (_WEIGHTS + ".tmp")
+    tmp = out / (WEIGHTS_NAME + ".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "classes": ",".join(meta.get("classes", CLASSES))})
-    os.replace(tmp, out / _WEIGHTS)
+    os.replace(tmp, out / WEIGHTS_NAME)
     yaml_text = Path(yaml_path).read_text()
     if Path(yaml_path).resolve() != (out / _YAML).resolve():
         (out / _YAML).write_text(yaml_text)
-    full = {"classes": list(CLASSES), **dict(meta), "weights_sha256": sha256_file(out / _WEIGHTS)}
+    full = {"classes": list(CLASSES), **dict(meta), "weights_sha256": sha256_file(out / WEIGHTS_NAME)}
     (out / _META).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     return out
 
@@ -276,7 +278,7 @@ def _load_cached(path: str, threads: int | None) -> ScalebarDetector:
     from safetensors.torch import load_file
 
     d = Path(path)
-    for name in (_YAML, _WEIGHTS, _META):
+    for name in (_YAML, WEIGHTS_NAME, _META):
         if not (d / name).is_file():
             raise FileNotFoundError(f"scale-bar detector {d}: {name} is missing")
     meta = json.loads((d / _META).read_text())
@@ -286,12 +288,12 @@ def _load_cached(path: str, threads: int | None) -> ScalebarDetector:
     if threads:
         torch.set_num_threads(int(threads))
     model = build_detection_model(d / _YAML, nc=len(classes))
-    state = load_file(str(d / _WEIGHTS))
+    state = load_file(str(d / WEIGHTS_NAME))
     check_state_dict(model.state_dict(), state, where=str(d))
     model.load_state_dict(state)
     model = model.fuse(verbose=False) if hasattr(model, "fuse") else model
     model.eval()
-    return ScalebarDetector(model, meta, sha256=sha256_file(d / _WEIGHTS))
+    return ScalebarDetector(model, meta, sha256=sha256_file(d / WEIGHTS_NAME))
 
 
 def load_detector(path: str | os.PathLike | None = None, *, threads: int | None = None) -> ScalebarDetector:

@@ -81,6 +81,16 @@ def test_training_loop_runs_and_writes_a_loadable_detector(tmp_path):
     assert isinstance(det.detect(np.zeros((200, 240), np.uint8)), list)
 
 
+def test_warm_start_without_weights_fails_before_rendering(tmp_path):
+    from micrometry.train.scalebar_detector import train_detector
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"init_from .*empty: no model\.safetensors"):
+        train_detector({"init_from": str(tmp_path / "empty"), "data": {"n_train": 2, "n_val": 1}},
+                       tmp_path / "det", work_dir=tmp_path / "work")
+    assert not (tmp_path / "work").exists() and not (tmp_path / "det").exists()
+
+
 def test_yolo_dataset_boxes_hold_the_bar_and_label_ink(tmp_path):
     from micrometry.train.scalebar_detector import render_detector_sample
 

@@ -236,9 +236,13 @@ def train_detector(config: dict, out_dir: str | os.PathLike, *, work_dir: str | 
     dict
         ``detector.json`` contents.
     """
-    from micrometry.calibrate.scalebar.detect import CLASSES, import_ultralytics, save_detector
+    from micrometry.calibrate.scalebar.detect import CLASSES, WEIGHTS_NAME, detector_sha256, import_ultralytics, save_detector
 
     cfg = merge_config(DEFAULT_DETECTOR_CONFIG, config)
+    init_from = cfg.get("init_from")
+    init_sha = detector_sha256(init_from) if init_from else None
+    if init_from and init_sha is None:  # before minutes of rendering
+        raise ValueError(f"init_from {init_from}: no {WEIGHTS_NAME} there")
     out = Path(out_dir)
     work = Path(work_dir) if work_dir else out.with_name(out.name + ".work")
     arch = Path(cfg["architecture"])
@@ -285,16 +289,11 @@ def train_detector(config: dict, out_dir: str | os.PathLike, *, work_dir: str | 
             best.update(fitness=fit, epoch=int(trainer.epoch) + 1, metrics=metrics,
                         model=copy.deepcopy(model).float().cpu())
 
-    init_from = cfg.get("init_from")
-    init_sha = None
     if init_from:  # warm start: the weights of an earlier detector of the same architecture
         from safetensors.torch import load_file
 
-        from micrometry.calibrate.scalebar.detect import WEIGHTS_NAME, check_state_dict, detector_sha256
+        from micrometry.calibrate.scalebar.detect import check_state_dict
 
-        init_sha = detector_sha256(init_from)
-        if init_sha is None:
-            raise ValueError(f"init_from {init_from}: no {WEIGHTS_NAME} there")
         init_state = load_file(str(Path(init_from) / WEIGHTS_NAME))
 
         def on_pretrain_routine_end(trainer):

@@ -236,7 +236,13 @@ def train_detector(config: dict, out_dir: str | os.PathLike, *, work_dir: str | 
     dict
         ``detector.json`` contents.
     """
-    from micrometry.calibrate.scalebar.detect import CLASSES, WEIGHTS_NAME, detector_sha256, import_ultralytics, save_detector
+    from micrometry.calibrate.scalebar.detect import (
+        CLASSES,
+        WEIGHTS_NAME,
+        detector_sha256,
+        import_ultralytics,
+        save_detector,
+    )
 
     cfg = merge_config(DEFAULT_DETECTOR_CONFIG, config)
     init_from = cfg.get("init_from")

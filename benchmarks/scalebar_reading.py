@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 import time
@@ -42,20 +43,22 @@ TRUTH = REPO / "tests" / "data" / "scalebar_truth_real.csv"
 _UNIT = {"nm": "nm", "um": "um", "µm": "um", "μm": "um", "mm": "mm", "Å": "A", "A": "A"}
 
 
+def _ok(r: dict) -> bool:
+    """The reading's nm/px is within 2 % of the truth."""
+    return r["nm_per_px"] is not None and abs(r["nm_per_px"] / r["true_nm_per_px"] - 1) <= 0.02
+
+
 def _score(rows: list[dict], min_conf: float) -> dict:
     pos = [r for r in rows if r["has_bar"]]
     neg = [r for r in rows if not r["has_bar"]]
-
-    def ok(r):
-        return r["nm_per_px"] is not None and abs(r["nm_per_px"] / r["true_nm_per_px"] - 1) <= 0.02
 
     return {
         "n_bar": len(pos),
         "n_nobar": len(neg),
         "label_exact": sum(r["label_exact"] for r in pos),
-        "within_2pct": sum(ok(r) for r in pos),
-        "used_right": sum(ok(r) and r["confidence"] >= min_conf for r in pos),
-        "wrong_confident": sum((not ok(r)) and r["nm_per_px"] is not None and r["confidence"] >= min_conf for r in pos),
+        "within_2pct": sum(_ok(r) for r in pos),
+        "used_right": sum(_ok(r) and r["confidence"] >= min_conf for r in pos),
+        "wrong_confident": sum((not _ok(r)) and r["nm_per_px"] is not None and r["confidence"] >= min_conf for r in pos),
         "invented_confident": sum(r["nm_per_px"] is not None and r["confidence"] >= min_conf for r in neg),
         "invented_any": sum(r["nm_per_px"] is not None for r in neg),
         "median_s": statistics.median(r["seconds"] for r in rows),
@@ -82,6 +85,7 @@ def _row(name, r, secs, has_bar, true_value, true_unit, true_nm):
         "label_exact": bool(r is not None and has_bar and abs(r.value - true_value) < 1e-9 * max(1, true_value)
                             and r.unit == _UNIT.get(true_unit, true_unit)),
         "found_by": None if r is None else f"{r.checks['label_found_by']}/{r.checks['bar_found_by']}",
+        "factors": None if r is None else json.dumps(r.checks["factors"], sort_keys=True),
     }
 
 

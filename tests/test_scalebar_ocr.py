@@ -133,6 +133,36 @@ def test_label_with_the_bar_in_a_loose_box():
     assert (read.label.value, read.label.unit) == (100, "nm")
 
 
+def test_trimmed_box_leaves_out_a_bar_touching_or_beside_the_label():
+    """The box the recognizer reads (the hit's bbox) ends at the glyphs, not at a bar
+    that touches a descender below them or runs into the box from the side."""
+    img, box = render_label("1 µm", size=18, light_text=False, shape=(100, 300), at=(150, 30))
+    img = img.copy()
+    under = img.copy()
+    under[box[3] - 1 : box[3] + 4, box[0] - 20 : box[2] + 20] = 15  # a bar under the label, touching it
+    read = read_scale_label(under, (box[0] - 6, box[1] - 6, box[2] + 6, box[3] + 8), threads=THREADS)
+    assert read is not None and read.label.value_nm == 1000
+    assert read.hit.bbox[3] <= box[3] + 3
+    beside = img.copy()
+    beside[box[1] + 4 : box[1] + 10, box[0] - 120 : box[0] - 6] = 15  # a bar ending 6 px left of the label
+    read = read_scale_label(beside, (box[0] - 30, box[1] - 4, box[2] + 4, box[3] + 4), threads=THREADS)
+    assert read is not None and read.label.value_nm == 1000
+    assert read.hit.bbox[0] >= box[0] - 6
+
+
+def test_window_search_goes_straight_to_text_detection():
+    img, box = render_label("500 nm", size=14, shape=(160, 360), at=(200, 110))
+    window = (box[0] - 60, box[1] - 30, box[2] + 60, box[3] + 30)
+    hits = read_text(img, window, single_line=False, upscale=2.0, trim=False, margin_px=0, threads=THREADS)
+    hit = next(h for h in hits if parse_scale_label(h.text) is not None)
+    assert parse_scale_label(hit.text).value_nm == 500
+    # the line's box, in image pixels, holds the label and is far smaller than the window
+    assert hit.bbox[0] <= box[0] + 3 and hit.bbox[2] >= box[2] - 3
+    assert (hit.bbox[2] - hit.bbox[0]) < 0.8 * (window[2] - window[0])
+    with pytest.raises(ValueError, match="upscale"):
+        read_text(img, window, upscale=0.5, threads=THREADS)
+
+
 def test_non_labels_are_not_read_as_labels():
     for text in ("HV 20.0 kV", "WD 10.2 mm", "x50,000"):
         img, box = render_label(text, size=16)

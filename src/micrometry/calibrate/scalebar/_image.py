@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["grey", "to_uint8"]
+__all__ = ["grey", "longest_row_runs", "to_uint8"]
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -46,3 +46,20 @@ def grey(image) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
         raise TypeError(f"image must have a real dtype, got {arr.dtype}")
     return arr
+
+
+def longest_row_runs(mask: np.ndarray) -> np.ndarray:
+    """Length of the longest run of True in each row of a boolean (M, N) array → (M,) int.
+
+    >>> longest_row_runs(np.array([[1, 1, 0, 1], [0, 0, 0, 0], [1, 1, 1, 0]], bool)).tolist()
+    [2, 0, 3]
+    """
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {m.shape}")
+    # index of the last False at or before each column; run length = column - that index
+    h, w = m.shape
+    cols = np.broadcast_to(np.arange(w), (h, w))
+    last_false = np.maximum.accumulate(np.where(m, -1, cols), axis=1)
+    runs = np.where(m, cols - last_false, 0)
+    return runs.max(axis=1) if w else np.zeros(h, int)

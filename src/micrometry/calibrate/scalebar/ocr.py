@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from micrometry.calibrate.scalebar._image import grey as _grey
+from micrometry.calibrate.scalebar._image import longest_row_runs
 from micrometry.calibrate.scalebar._image import to_uint8 as _to_uint8
 from micrometry.calibrate.scalebar.parse import _LABEL_RE, ScaleLabel, _normalise, parse_scale_label
 
@@ -320,12 +321,24 @@ def _trim(crop: np.ndarray, xa: int, ya: int, xb: int, yb: int) -> tuple[int, in
     ink = crop < threshold_otsu(crop) if light else crop > threshold_otsu(crop)
     if not 0.005 < ink.mean() < 0.6:
         return xa, ya, xb, yb
+    # a bar that touches a glyph (the descender of a µ) would join the glyphs' component:
+    # rows crossed by one run over most of the crop hold a line, not text
+    ink = ink & (longest_row_runs(ink) < 0.6 * w)[:, None]
     lab, n = ndi.label(ink, structure=np.ones((3, 3), bool))
     keep = np.zeros(n + 1, bool)
-    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+    slices = ndi.find_objects(lab)
+    # glyph height: the median height of the components that are not specks
+    tall = [sl[0].stop - sl[0].start for sl in slices if sl[0].stop - sl[0].start >= 0.25 * h]
+    glyph_h = float(np.median(tall)) if tall else float(h)
+    for i, sl in enumerate(slices, start=1):
         rows, cols = sl
         bh, bw = rows.stop - rows.start, cols.stop - cols.start
-        line = (bw >= 0.5 * w and bh <= 0.2 * h) or (bh >= 0.8 * h and bw <= 0.1 * w and (cols.start == 0 or cols.stop == w))
+        line = (
+            (bw >= 0.5 * w and bh <= 0.2 * h)  # a bar or frame edge across the box
+            or (bw >= 4 * bh and bw >= 1.5 * glyph_h and bh <= 0.35 * glyph_h)  # a short bar next to the glyphs
+            or ((cols.start == 0 or cols.stop == w) and bw >= 2 * bh and bh <= 0.8 * glyph_h)  # a bar's end beside
+            or (bh >= 0.8 * h and bw <= 0.1 * w and (cols.start == 0 or cols.stop == w))  # a vertical edge
+        )
         border_speck = (rows.start == 0 or rows.stop == h or cols.start == 0 or cols.stop == w) and bh * bw < 0.01 * h * w
         keep[i] = not line and not border_speck
     rows = np.flatnonzero(keep[lab].any(axis=1))
@@ -349,6 +362,8 @@ def read_text(
     threads: int | None = 1,
     engine_options: Mapping[str, Any] | None = None,
     trim: bool = True,
+    single_line: bool = True,
+    upscale: float | None = None,
 ) -> list[TextHit]:
     """Read the text in an image or in a box of it.
 
@@ -383,6 +398,15 @@ def read_text(
         Shrink the crop to the glyphs first, dropping long thin objects (a
         scale bar, the edge of a frame) that a loose box caught.  Default
         True.
+    single_line : bool, optional
+        Try the recognizer alone on the whole crop first (attempts 1-2 of the
+        module docstring), as for a box around one line of text.  False: go
+        straight to text detection, for a window that may hold a label
+        somewhere in it.  Default True.
+    upscale : float, optional
+        Enlarge the crop by this factor before reading (>= 1).  Default: so
+        that a box is at least `text_height` pixels tall; a whole image is
+        not enlarged.
 
     Returns
     -------
@@ -399,6 +423,7 @@ def read_text(
     return [hit for hit, _ in _read(
         image, box, backend=backend, accept=accept, min_score=min_score, text_height=text_height,
         margin_px=margin_px, threads=threads, engine_options=engine_options, trim=trim,
+        single_line=single_line, upscale=upscale,
     )]
 
 
@@ -414,6 +439,8 @@ def _read(
     threads: int | None = 1,
     engine_options: Mapping[str, Any] | None = None,
     trim: bool = True,
+    single_line: bool = True,
+    upscale: float | None = None,
 ) -> list[tuple[TextHit, "_CTCScorer | None"]]:
     """:func:`read_text`, with the CTC scorer of each recognizer-only read."""
     arr = _grey(image)
@@ -439,7 +466,12 @@ def _read(
     engine = _engine(backend, threads, engine_options)
 
     # a label box is one line of text: make it tall enough; a whole image is left as it is
-    scale = max(1.0, text_height / crop.shape[0]) if box is not None else 1.0
+    if upscale is not None:
+        if not (math.isfinite(float(upscale)) and float(upscale) >= 1.0):
+            raise ValueError(f"upscale must be a finite number >= 1, got {upscale!r}")
+        scale = float(upscale)
+    else:
+        scale = max(1.0, text_height / crop.shape[0]) if box is not None else 1.0
     up = _resize(crop, scale)
     first = up if _dark_on_light(up) else 255 - up
     polarities = (first, 255 - first)
@@ -472,7 +504,7 @@ def _read(
         return hits
 
     attempts: list[Callable[[], list[tuple[TextHit, _CTCScorer | None]]]] = []
-    if box is not None:
+    if box is not None and single_line:
         attempts += [lambda img=img: whole_crop(img) for img in polarities]
     attempts += [lambda img=img: detected(img) for img in polarities]
 

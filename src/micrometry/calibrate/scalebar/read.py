@@ -4,18 +4,27 @@
 
 1. the YOLO detector (:mod:`~micrometry.calibrate.scalebar.detect`) proposes
    ``label`` and ``bar`` boxes;
-2. each label box, best first, is read by PP-OCR and parsed
-   (:func:`~micrometry.calibrate.scalebar.ocr.read_scale_label`); tall boxes
-   (vertical text) are also read turned by 90° both ways;
+2. around each label box, best first, PP-OCR's text detector looks for the
+   whole line in a window (the detector's boxes are often shifted or cut by a
+   character: "00 nm" of "200 nm"); each line that parses as a scale label is
+   read again on its own by the recognizer
+   (:func:`~micrometry.calibrate.scalebar.ocr.read_scale_label`; tall boxes,
+   vertical text, are also read turned by 90° both ways).  Only when the
+   window holds no such line is the detector's box itself read;
 3. bar-like objects around the label are found by thresholds and kept where
    scale bars sit relative to their labels; a detected bar box covering one
    is the detector's vote for it; only when none is found is the bar measured
-   inside a detected bar box near the label;
+   inside a detected bar box near the label.  The label's glyph box (the text
+   detector's line box moved in by 15 % of its height) is masked out, except
+   rows that a line crosses (a bar under the label, touched by a µ's
+   descender), and what the label sits on (its own box) is not taken for a bar;
 4. the bar is measured end to end
    (:func:`~micrometry.calibrate.scalebar.measure.measure_bar`);
-5. if the detector gives no readable label, PP-OCR's own text detector reads
-   the bottom 38 % of the image, then the top 30 %, and any line that parses
-   as a scale label is tried the same way (trusted less: no detector vote).
+5. when no label was read next to a bar, the label is looked for the same
+   way around each detected bar (up to three);
+6. if still nothing was read, PP-OCR's text detector reads the bottom 38 % of
+   the image, then the top 30 %, and any line that parses as a scale label is
+   tried the same way (trusted less: no detector vote).
 
 Confidence (:func:`reading_confidence`) multiplies the evidence: detector
 scores of label and bar, OCR score, and penalties for every check that
@@ -36,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from micrometry.calibrate.scalebar._image import grey
+from micrometry.calibrate.scalebar._image import grey, longest_row_runs
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _otsu, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, read_scale_label
 
@@ -264,6 +273,28 @@ def _measure(image, box) -> BarMeasurement | None:
         return None
 
 
+def _glyph_rows(mask: np.ndarray, text_mask: np.ndarray) -> np.ndarray:
+    """The label's rectangle without the rows that a line crosses from end to end.
+
+    A scale bar drawn right under (or over) its label often reaches into the
+    label's box, and a descender (µ) may touch it: masking the whole box would cut
+    the bar.  Text never fills a row of its box without a gap, so rows where one
+    run of `mask` spans at least 80 % of the box's width are given back.
+    """
+    rows = np.flatnonzero(text_mask.any(axis=1))
+    cols = np.flatnonzero(text_mask.any(axis=0))
+    if rows.size == 0:
+        return text_mask
+    inside = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    longest = longest_row_runs(inside)
+    crossed = longest >= 0.7 * inside.shape[1]
+    if not crossed.any():
+        return text_mask
+    out = text_mask.copy()
+    out[rows[0] + np.flatnonzero(crossed)] = False
+    return out
+
+
 def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasurement, float]]:
     """Bar-like objects placed around a label as scale bars are, measured; best first.
 
@@ -280,6 +311,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     list of (cost, BarMeasurement, gap)
         Sorted by cost (nearer and better centred first); `gap` in label heights.
     """
+    from scipy import ndimage as ndi
     from skimage.measure import label as cc_label
     from skimage.measure import regionprops
 
@@ -308,13 +340,22 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     masks = [crop > (med + hi) / 2, crop < (med + lo) / 2, crop > t, crop < t]
     found = []
     for mask in masks:
-        mask &= ~text_mask
-        for rp in regionprops(cc_label(mask, connectivity=2)):
+        masked = _glyph_rows(mask, text_mask)
+        mask &= ~masked
+        labels = cc_label(mask, connectivity=2)
+        # a component lying along the masked label's rim, or reaching into the label's
+        # rectangle, and exactly as wide as the label is the rest of the box the label
+        # sits on, not a bar (checked on the measured bar below: the mask may cut it)
+        rim = ndi.binary_dilation(masked) & ~masked
+        contact = np.bincount(labels[rim], minlength=labels.max() + 1)
+        inside = np.bincount(labels[text_mask], minlength=labels.max() + 1)
+        for rp in regionprops(labels):
             r0, c0, r1, c1 = rp.bbox
             bh, bw = r1 - r0, c1 - c0
             long_, thick = max(bh, bw), min(bh, bw)
             if long_ < 6 or long_ < 2.5 * thick or thick > 1.2 * th or rp.area < 0.25 * bh * bw:
                 continue
+            against_label = bool(contact[rp.label] >= 0.5 * long_ or inside[rp.label] > 0)
             if r0 == 0 or c0 == 0 or r1 == crop.shape[0] or c1 == crop.shape[1]:
                 continue  # cut by the window: an edge, a frame or a large object, not a bar
             box = (ra + c0, rya + r0, ra + c1, rya + r1)
@@ -337,15 +378,17 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 if bh < 0.5 * th:
                     continue
                 cost = gap + 0.5
-            found.append((cost, box, gap))
+            found.append((cost, box, gap, against_label))
     out, seen = [], set()
-    for cost, box, gap in sorted(found, key=lambda f: f[0])[:6]:
+    for cost, box, gap, against_label in sorted(found, key=lambda f: f[0])[:6]:
         if box in seen:
             continue
         seen.add(box)
         m = _measure(image, _pad_box(box, 2, image.shape))
         if m is None:
             continue
+        if against_label and abs(m.bbox[0] - x0) <= max(2.0, 0.05 * tw) and abs(m.bbox[2] - x1) <= max(2.0, 0.05 * tw):
+            continue  # the label's own box where the label's rectangle cut it: as wide as the label
         along = (box[2] - box[0]) if m.orientation == "h" else (box[3] - box[1])
         if abs(m.length_px - along) <= max(2.0, 0.1 * along):
             out.append((cost, m, gap))
@@ -402,6 +445,70 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
     )
 
 
+def _iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _clip_box(x0, y0, x1, y1, shape) -> tuple[float, float, float, float]:
+    h, w = shape
+    return (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
+
+
+def _label_window(box, shape) -> tuple[float, float, float, float]:
+    """Where to look for the whole label line around a detected label box: the
+    detector's boxes are often shifted or cut by a character or two."""
+    x0, y0, x1, y1 = box
+    h, w = y1 - y0, x1 - x0
+    dx, dy = max(0.5 * w, 1.5 * h), 1.0 * h
+    return _clip_box(x0 - dx, y0 - dy, x1 + dx, y1 + dy, shape)
+
+
+def _bar_window(box, shape) -> tuple[float, float, float, float]:
+    """Where a bar's label can be, around a detected bar box (above, below or beside;
+    labels are shorter than about 4 bar lengths and sit within about two label heights)."""
+    x0, y0, x1, y1 = box
+    length = max(x1 - x0, y1 - y0)
+    d_across, d_along = max(32.0, 0.8 * length), 0.6 * length
+    if (x1 - x0) >= (y1 - y0):
+        return _clip_box(x0 - d_along, y0 - d_across, x1 + d_along, y1 + d_across, shape)
+    return _clip_box(x0 - d_across, y0 - d_along, x1 + d_across, y1 + d_along, shape)
+
+
+def _glyph_box(line_box, shape, read_box=None) -> tuple[float, float, float, float]:
+    """The glyphs' box inside a text line found by PP-OCR's text detector.
+
+    The detector's boxes are grown around the text (DB's "unclip"): on the
+    EMPS labels by 0.15-0.3 glyph heights on each side, enough to reach a bar
+    drawn right under the label.  Each side not at the image edge is moved in
+    by 15 % of the line's height (the box's shorter side).  The detector also joins a bar's end to a
+    label beside it now and then; `read_box`, the box the recognizer read
+    (trimmed to the glyphs, long thin objects left out), cuts that off where it
+    is inside the line box.
+    """
+    x0, y0, x1, y1 = (float(v) for v in line_box)
+    h_img, w_img = shape
+    d = 0.15 * min(y1 - y0, x1 - x0)  # the line's height, also for vertical text
+    box = (
+        x0 + d if x0 > 0 else x0, y0 + d if y0 > 0 else y0,
+        x1 - d if x1 < w_img else x1, y1 - d if y1 < h_img else y1,
+    )
+    if read_box is None:
+        return box
+    inter = (max(box[0], read_box[0]), max(box[1], read_box[1]), min(box[2], read_box[2]), min(box[3], read_box[3]))
+    return inter if inter[2] - inter[0] >= 2 and inter[3] - inter[1] >= 2 else box
+
+
+def _upscale_for(text_height_px: float) -> float:
+    """Enlargement that brings a label of this height to the ~24 px PP-OCR's detector finds
+    reliably (at most 3x)."""
+    return float(min(3.0, max(1.0, 24.0 / max(1.0, text_height_px))))
+
+
 def read_scalebar(
     image,
     *,
@@ -438,6 +545,7 @@ def read_scalebar(
         next to a measurable bar.
     """
     from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.calibrate.scalebar.ocr import _is_label, read_text
 
     arr = grey(image)
     det = detector if detector is not None else load_detector(detector_dir, threads=threads)
@@ -446,18 +554,58 @@ def read_scalebar(
     bars = [d for d in dets if d.cls == "bar"][:6]
 
     best: ScalebarReading | None = None
-    for d in labels:
-        sr, text_box = _read_label(arr, d.box, threads)
-        if sr is None:
-            continue
-        r = _candidate(arr, sr, text_box, d.score, bars, via_text_search=False)
+    done: list[tuple] = []  # text boxes already read
+
+    def consider(sr, text_box, label_score, via_text_search) -> None:
+        nonlocal best
+        done.append(text_box)
+        r = _candidate(arr, sr, text_box, label_score, bars, via_text_search=via_text_search)
         if r is not None and (best is None or r.confidence > best.confidence):
             best = r
-        if best is not None and best.confidence >= 0.8:
-            break
-    if best is None and text_search:
-        from micrometry.calibrate.scalebar.ocr import _is_label, read_text
 
+    def read_lines(window, upscale) -> None:
+        """Label lines found by PP-OCR's text detector inside a window, each read and paired."""
+        try:
+            hits = read_text(arr, window, accept=_is_label, threads=threads, trim=False, margin_px=0,
+                             single_line=False, upscale=upscale)
+        except ValueError:
+            return
+        for hit in hits:
+            if not _is_label(hit.text) or any(_iou(hit.bbox, b) > 0.5 for b in done):
+                continue
+            sr, read_box = _read_label(arr, hit.bbox, threads)
+            if sr is None:
+                continue
+            text_box = _glyph_box(hit.bbox, arr.shape, read_box)
+            score = max((d.score for d in labels if _iou(d.box, text_box) >= 0.3), default=None)
+            consider(sr, text_box, 0.0 if score is None else score, via_text_search=score is None)
+
+    # 1. each detected label: PP-OCR's text detector in a window around it finds the whole line
+    #    (the detector's boxes are often cut or shifted); the box itself is read when it finds none
+    for d in labels:
+        window = _label_window(d.box, arr.shape)
+        n_before = len(done)
+        read_lines(window, upscale=_upscale_for(d.box[3] - d.box[1]))
+        if len(done) == n_before:
+            sr, text_box = _read_label(arr, d.box, threads)
+            if sr is not None:
+                consider(sr, text_box, d.score, via_text_search=False)
+        if best is not None and best.confidence >= 0.8:
+            return best
+    # 2. each detected bar without a readable label next to it: look for the label around it
+    if best is None:
+        searched: list[tuple] = []
+        for d in bars[:3]:
+            if best is not None and _gap(best.bar_bbox, d.box) == 0:
+                continue
+            window = _bar_window(d.box, arr.shape)
+            if any(_covered(window, w) >= 0.8 for w in searched):
+                continue
+            searched.append(window)
+            read_lines(window, upscale=None)
+            if best is not None and best.confidence >= 0.8:
+                return best
+    if best is None and text_search:
         h_img, w_img = arr.shape
         # scale bars sit along the bottom or top edge in nearly every micrograph: reading those
         # bands only keeps PP-OCR's text detector (the slow part) off most of the image
@@ -469,12 +617,12 @@ def read_scalebar(
             if hits:
                 break
         for hit in hits:
+            if any(_iou(hit.bbox, b) > 0.5 for b in done):
+                continue
             # read the found line again on its own: the recognizer alone gives the unit's
             # likelihood margin that a line found by the text detector lacks (~0.05 s)
-            sr, text_box = _read_label(arr, hit.bbox, threads)
+            sr, read_box = _read_label(arr, hit.bbox, threads)
             if sr is None:
                 continue
-            r = _candidate(arr, sr, text_box, 0.0, bars, via_text_search=True)
-            if r is not None and (best is None or r.confidence > best.confidence):
-                best = r
+            consider(sr, _glyph_box(hit.bbox, arr.shape, read_box), 0.0, via_text_search=True)
     return best

@@ -1,0 +1,114 @@
+"""The reading chain around imperfect detections: cut label boxes, a bar without a
+label box, bars touching their label, labels on a box of their own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rapidocr_onnxruntime")
+
+from micrometry.calibrate.scalebar._image import longest_row_runs  # noqa: E402
+from micrometry.calibrate.scalebar.detect import Detection  # noqa: E402
+from micrometry.calibrate.scalebar.read import _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
+
+
+class _BoxesDetector:
+    """A detector that returns fixed boxes: isolates the reading chain from the network."""
+
+    def __init__(self, dets):
+        self.dets = dets
+
+    def detect(self, image, **kw):
+        return list(self.dets)
+
+
+def _paste_text(img, text, x, y, fg, bg, size=18):
+    from micrometry.train.synth import _text_patch
+
+    patch = _text_patch(text, "DejaVuSans", size)
+    th, tw = patch.shape
+    img[y : y + th, x : x + tw] = np.round(bg * (1 - patch) + fg * patch).astype(np.uint8)
+    return (x, y, x + tw, y + th)
+
+
+def _scene(bar_px=120, text="200 nm", gap=4, bg=40, fg=255):
+    """A bar of `bar_px` px at rows 200-205 from x = 60, its label centred below, `gap` px under it."""
+    img = np.full((260, 360), bg, np.uint8)
+    img[200:206, 60 : 60 + bar_px] = fg
+    from micrometry.train.synth import _text_patch
+
+    tw = _text_patch(text, "DejaVuSans", 18).shape[1]
+    box = _paste_text(img, text, 60 + (bar_px - tw) // 2, 206 + gap, fg, bg)
+    return img, box
+
+
+def test_longest_row_runs_counts_the_longest_run_per_row():
+    m = np.zeros((3, 10), bool)
+    m[0, 2:5] = m[0, 6:10] = True
+    m[2, :] = True
+    assert longest_row_runs(m).tolist() == [4, 0, 10]
+    assert longest_row_runs(np.zeros((2, 0), bool)).tolist() == [0, 0]
+    with pytest.raises(ValueError):
+        longest_row_runs(np.zeros(4, bool))
+
+
+def test_glyph_box_moves_inner_sides_only():
+    # 40 px tall line box: each side moves in by 6 px, except those on the image's edge
+    assert _glyph_box((10, 20, 110, 60), (100, 200)) == (16.0, 26.0, 104.0, 54.0)
+    assert _glyph_box((0, 60, 200, 100), (100, 200)) == (0.0, 66.0, 200.0, 100.0)
+
+
+def test_glyph_rows_gives_back_rows_crossed_by_a_line():
+    text_mask = np.zeros((30, 60), bool)
+    text_mask[5:25, 10:50] = True
+    mask = np.zeros_like(text_mask)
+    mask[8:18, 12:20] = mask[8:18, 30:38] = True  # two glyphs
+    mask[22:24, 5:55] = True  # a bar under them, inside the label's rectangle
+    out = _glyph_rows(mask, text_mask)
+    assert not out[22:24].any()  # the bar's rows are given back
+    assert out[5:22, 10:50].all() and out[24, 10:50].all()
+    mask[22:24, :] = False
+    assert (_glyph_rows(mask, text_mask) == text_mask).all()  # no line: the rectangle stays
+
+
+def test_label_cut_by_the_detector_box_is_read_whole():
+    """A label box that misses the first two digits ("0 nm" of "200 nm"): the line is found whole."""
+    img, (x0, y0, x1, y1) = _scene(120, "200 nm")
+    cut = (x0 + 22.0, float(y0), float(x1), float(y1))
+    det = _BoxesDetector([Detection("label", 0.6, cut)])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value == 200 and r.unit == "nm"
+    assert abs(r.nm_per_px - 200 / 120) / (200 / 120) < 0.01
+
+
+def test_label_is_found_around_a_detected_bar_without_a_label_box():
+    img, _ = _scene(150, "500 nm")
+    det = _BoxesDetector([Detection("bar", 0.5, (58.0, 198.0, 212.0, 208.0))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 500
+    assert abs(r.bar_px - 150) <= 0.5
+    assert r.checks["label_found_by"] == "text-search"  # no detector vote for the label
+
+
+def test_bar_touching_its_label_is_measured_whole():
+    """A bar right under a µm label whose descender touches it: the label's box reaches
+    into the bar's rows, yet the whole bar is measured."""
+    img, _ = _scene(140, "1 µm", gap=0)
+    det = _BoxesDetector([Detection("bar", 0.5, (58.0, 198.0, 202.0, 208.0))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 1000
+    assert abs(r.bar_px - 140) <= 0.5
+
+
+def test_the_box_a_label_sits_on_is_not_taken_for_its_bar():
+    """White label on a black box, the bar (black) to its left: the parts of the box above
+    and below the glyphs look like bars; the bar is the one beside."""
+    img = np.full((260, 400), 200, np.uint8)
+    img[180:186, 30:130] = 0  # the bar, 100 px
+    img[160:205, 150:290] = 0  # the label's box
+    box = _paste_text(img, "200 nm", 165, 172, 255, 0, size=20)
+    det = _BoxesDetector([Detection("label", 0.3, tuple(float(v) for v in box))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 200
+    assert abs(r.bar_px - 100) <= 0.5, r.bar_bbox

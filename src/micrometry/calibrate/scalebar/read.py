@@ -213,17 +213,34 @@ def reading_confidence(
     return float(min(1.0, max(0.0, conf))), {k: round(v, 4) for k, v in f.items()}
 
 
+def _intersection(a, b) -> tuple[float, float, float, float]:
+    """The overlap of two (x0, y0, x1, y1) boxes (x1 <= x0 or y1 <= y0 when they do not overlap)."""
+    return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+
+
+def _area(box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
 def _covered(inner, outer) -> float:
     """Fraction of box `inner`'s area inside box `outer` (both (x0, y0, x1, y1))."""
-    iw = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
-    ih = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
-    area = max(1e-9, (inner[2] - inner[0]) * (inner[3] - inner[1]))
-    return iw * ih / area
+    return _area(_intersection(inner, outer)) / max(1e-9, _area(inner))
+
+
+def _iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    inter = _area(_intersection(a, b))
+    union = _area(a) + _area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _clip_box(x0, y0, x1, y1, shape) -> tuple[float, float, float, float]:
+    h, w = shape
+    return (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
 
 
 def _pad_box(box, px: float, shape) -> tuple[float, float, float, float]:
-    h, w = shape
-    return (max(0.0, box[0] - px), max(0.0, box[1] - px), min(float(w), box[2] + px), min(float(h), box[3] + px))
+    return _clip_box(box[0] - px, box[1] - px, box[2] + px, box[3] + px, shape)
 
 
 def _read_label(image: np.ndarray, box, threads: int | None) -> tuple[ScaleRead | None, tuple]:
@@ -445,20 +462,6 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
     )
 
 
-def _iou(a, b) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _clip_box(x0, y0, x1, y1, shape) -> tuple[float, float, float, float]:
-    h, w = shape
-    return (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
-
-
 def _label_window(box, shape) -> tuple[float, float, float, float]:
     """Where to look for the whole label line around a detected label box: the
     detector's boxes are often shifted or cut by a character or two."""
@@ -499,7 +502,7 @@ def _glyph_box(line_box, shape, read_box=None) -> tuple[float, float, float, flo
     )
     if read_box is None:
         return box
-    inter = (max(box[0], read_box[0]), max(box[1], read_box[1]), min(box[2], read_box[2]), min(box[3], read_box[3]))
+    inter = _intersection(box, read_box)
     return inter if inter[2] - inter[0] >= 2 and inter[3] - inter[1] >= 2 else box
 
 
@@ -554,45 +557,54 @@ def read_scalebar(
     bars = [d for d in dets if d.cls == "bar"][:6]
 
     best: ScalebarReading | None = None
-    done: list[tuple] = []  # text boxes already read
+    done: list[tuple] = []  # boxes of the text lines already read
 
     def consider(sr, text_box, label_score, via_text_search) -> None:
         nonlocal best
-        done.append(text_box)
         r = _candidate(arr, sr, text_box, label_score, bars, via_text_search=via_text_search)
         if r is not None and (best is None or r.confidence > best.confidence):
             best = r
 
-    def read_lines(window, upscale) -> None:
-        """Label lines found by PP-OCR's text detector inside a window, each read and paired."""
+    def read_lines(window, upscale) -> int:
+        """Label lines found by PP-OCR's text detector inside a window, each read and paired.
+
+        Returns how many label lines the window holds that are read (now or before).
+        """
         try:
             hits = read_text(arr, window, accept=_is_label, threads=threads, trim=False, margin_px=0,
                              single_line=False, upscale=upscale)
         except ValueError:
-            return
+            return 0
+        n = 0
         for hit in hits:
-            if not _is_label(hit.text) or any(_iou(hit.bbox, b) > 0.5 for b in done):
+            if not _is_label(hit.text):
                 continue
+            if any(_iou(hit.bbox, b) > 0.5 for b in done):
+                n += 1
+                continue
+            # read the found line again on its own: the recognizer alone gives the unit's
+            # likelihood margin that a line found by the text detector lacks (~0.05 s)
             sr, read_box = _read_label(arr, hit.bbox, threads)
             if sr is None:
                 continue
+            n += 1
+            done.append(hit.bbox)
             text_box = _glyph_box(hit.bbox, arr.shape, read_box)
             score = max((d.score for d in labels if _iou(d.box, text_box) >= 0.3), default=None)
             consider(sr, text_box, 0.0 if score is None else score, via_text_search=score is None)
+        return n
 
     # 1. each detected label: PP-OCR's text detector in a window around it finds the whole line
     #    (the detector's boxes are often cut or shifted); the box itself is read when it finds none
     for d in labels:
-        window = _label_window(d.box, arr.shape)
-        n_before = len(done)
-        read_lines(window, upscale=_upscale_for(d.box[3] - d.box[1]))
-        if len(done) == n_before:
+        if not read_lines(_label_window(d.box, arr.shape), upscale=_upscale_for(d.box[3] - d.box[1])):
             sr, text_box = _read_label(arr, d.box, threads)
             if sr is not None:
+                done.append(text_box)
                 consider(sr, text_box, d.score, via_text_search=False)
         if best is not None and best.confidence >= 0.8:
             return best
-    # 2. each detected bar without a readable label next to it: look for the label around it
+    # 2. no label read next to a bar: look for the label around each detected bar
     if best is None:
         searched: list[tuple] = []
         for d in bars[:3]:
@@ -605,24 +617,11 @@ def read_scalebar(
             read_lines(window, upscale=None)
             if best is not None and best.confidence >= 0.8:
                 return best
+    # 3. still nothing: scale bars sit along the bottom or top edge in nearly every micrograph;
+    #    reading those bands only keeps PP-OCR's text detector (the slow part) off most of the image
     if best is None and text_search:
         h_img, w_img = arr.shape
-        # scale bars sit along the bottom or top edge in nearly every micrograph: reading those
-        # bands only keeps PP-OCR's text detector (the slow part) off most of the image
-        bands = [(0, int(h_img * 0.62), w_img, h_img), (0, 0, w_img, int(np.ceil(h_img * 0.3)))]
-        hits = []
-        for band in bands:
-            hits = [hit for hit in read_text(arr, band, accept=_is_label, threads=threads, trim=False, margin_px=0)
-                    if _is_label(hit.text)]
-            if hits:
+        for band in ((0, int(h_img * 0.62), w_img, h_img), (0, 0, w_img, int(np.ceil(h_img * 0.3)))):
+            if read_lines(band, upscale=None):
                 break
-        for hit in hits:
-            if any(_iou(hit.bbox, b) > 0.5 for b in done):
-                continue
-            # read the found line again on its own: the recognizer alone gives the unit's
-            # likelihood margin that a line found by the text detector lacks (~0.05 s)
-            sr, read_box = _read_label(arr, hit.bbox, threads)
-            if sr is None:
-                continue
-            consider(sr, _glyph_box(hit.bbox, arr.shape, read_box), 0.0, via_text_search=True)
     return best

@@ -10,7 +10,7 @@ pytest.importorskip("rapidocr_onnxruntime")
 
 from micrometry.calibrate.scalebar._image import longest_row_runs  # noqa: E402
 from micrometry.calibrate.scalebar.detect import Detection  # noqa: E402
-from micrometry.calibrate.scalebar.read import _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
+from micrometry.calibrate.scalebar.read import _bar_shaped, _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
 
 
 class _BoxesDetector:
@@ -112,3 +112,57 @@ def test_the_box_a_label_sits_on_is_not_taken_for_its_bar():
     r = read_scalebar(img, detector=det, text_search=False)
     assert r is not None and r.value_nm == 200
     assert abs(r.bar_px - 100) <= 0.5, r.bar_bbox
+
+
+def test_bar_shape_accepts_ticked_lines_and_rejects_frames_and_blobs():
+    th = 12.0  # label height
+    solid = np.ones((5, 80), bool)
+    ticked = np.zeros((11, 80), bool)
+    ticked[5, :] = True  # a 1-px line with end ticks: its box is 11 x 80, 12 % filled
+    ticked[:, :2] = ticked[:, -2:] = True
+    frame = np.zeros((30, 120), bool)  # the outline of a box around a label
+    frame[[0, -1], :] = True
+    frame[:, [0, -1]] = True
+    yy, xx = np.mgrid[:21, :21]
+    disc = (yy - 10) ** 2 + (xx - 10) ** 2 <= 100
+    crossed = np.zeros((25, 80), bool)  # a line through a particle: thick over half its length
+    crossed[12, :] = True
+    crossed[2:23, 20:60] = True
+    assert _bar_shaped(solid, th) and _bar_shaped(solid.T, th)
+    assert _bar_shaped(ticked, th) and _bar_shaped(ticked.T, th)
+    assert not _bar_shaped(frame, th)
+    assert not _bar_shaped(disc, th)
+    assert not _bar_shaped(crossed, th)
+    assert not _bar_shaped(np.ones((20, 40), bool), th)  # too thick for its label
+
+
+def test_thin_ticked_bar_in_noise_is_measured_end_to_end():
+    """A 1-px line with 7-px end ticks over a noisy background, its label right under it."""
+    rng = np.random.default_rng(3)
+    img = np.clip(rng.normal(90, 25, (260, 360)), 0, 255).astype(np.uint8)
+    img[200, 80:190] = 255  # 110 px from outer tick edge to outer tick edge
+    img[194:201, 80] = img[194:201, 189] = 255
+    box = _paste_text(img, "500 nm", 105, 203, 255, 90)
+    det = _BoxesDetector([Detection("label", 0.4, tuple(float(v) for v in box))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 500
+    assert abs(r.bar_px - 110) <= 1.0, r.bar_bbox
+
+
+def test_vertical_label_beside_a_vertical_bar():
+    """Text turned by 90° (reading upwards) to the right of a vertical bar: the bar runs
+    along the label's length, and the label's height is the box's width (measured
+    with the box's height, a short line under the label would be nearer than the bar)."""
+    img = np.full((300, 260), 50, np.uint8)
+    img[60:240, 100:106] = 255  # a 180 px vertical bar
+    from micrometry.train.synth import _text_patch
+
+    patch = np.rot90(_text_patch("2 µm", "DejaVuSans", 20), 1)
+    ph, pw = patch.shape
+    y, x = 150 - ph // 2, 118
+    img[y : y + ph, x : x + pw] = np.round(50 * (1 - patch) + 255 * patch).astype(np.uint8)
+    img[y + ph + 19 : y + ph + 23, x + pw // 2 - 15 : x + pw // 2 + 15] = 255  # a line below, not the bar
+    det = _BoxesDetector([Detection("label", 0.4, (float(x - 2), float(y - 4), float(x + pw + 2), float(y + ph + 4)))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 2000
+    assert r.orientation == "v" and abs(r.bar_px - 180) <= 1.0, r.bar_bbox

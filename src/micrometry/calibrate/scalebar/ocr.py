@@ -364,6 +364,7 @@ def read_text(
     trim: bool = True,
     single_line: bool = True,
     upscale: float | None = None,
+    detect: bool = True,
 ) -> list[TextHit]:
     """Read the text in an image or in a box of it.
 
@@ -407,6 +408,11 @@ def read_text(
         Enlarge the crop by this factor before reading (>= 1).  Default: so
         that a box is at least `text_height` pixels tall; a whole image is
         not enlarged.
+    detect : bool, optional
+        Let PP-OCR's text detector look for lines when the recognizer alone
+        reads nothing acceptable in a box (attempts 3-4).  False: the
+        recognizer only, for a box already known to hold one line (with
+        `single_line`).  Default True.
 
     Returns
     -------
@@ -423,7 +429,7 @@ def read_text(
     return [hit for hit, _ in _read(
         image, box, backend=backend, accept=accept, min_score=min_score, text_height=text_height,
         margin_px=margin_px, threads=threads, engine_options=engine_options, trim=trim,
-        single_line=single_line, upscale=upscale,
+        single_line=single_line, upscale=upscale, detect=detect,
     )]
 
 
@@ -441,6 +447,7 @@ def _read(
     trim: bool = True,
     single_line: bool = True,
     upscale: float | None = None,
+    detect: bool = True,
 ) -> list[tuple[TextHit, "_CTCScorer | None"]]:
     """:func:`read_text`, with the CTC scorer of each recognizer-only read."""
     arr = _grey(image)
@@ -506,7 +513,8 @@ def _read(
     attempts: list[Callable[[], list[tuple[TextHit, _CTCScorer | None]]]] = []
     if box is not None and single_line:
         attempts += [lambda img=img: whole_crop(img) for img in polarities]
-    attempts += [lambda img=img: detected(img) for img in polarities]
+    if detect or not attempts:
+        attempts += [lambda img=img: detected(img) for img in polarities]
 
     best: list[tuple[TextHit, _CTCScorer | None]] = []
     best_score = -1.0

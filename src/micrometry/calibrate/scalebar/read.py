@@ -8,10 +8,13 @@
    whole line in a window (the detector's boxes are often shifted or cut by a
    character: "00 nm" of "200 nm"); each line that parses as a scale label is
    read again on its own by the recognizer
-   (:func:`~micrometry.calibrate.scalebar.ocr.read_scale_label`; tall boxes,
-   vertical text, are also read turned by 90° both ways).  Only when the
-   window holds no such line is the detector's box itself read;
-3. bar-like objects around the label are found by thresholds and kept where
+   (:func:`~micrometry.calibrate.scalebar.ocr.read_scale_label`).  A tall
+   box holds vertical text: its window is read turned by 90° both ways, and
+   its bar is searched for along the label's length (on the transposed
+   image).  Only when the window holds no such line is the detector's box
+   itself read;
+3. bar-like objects around the label (solid bars, thin lines, lines with end
+   ticks: :func:`_bar_shaped`) are found by thresholds and kept where
    scale bars sit relative to their labels; a detected bar box covering one
    is the detector's vote for it; only when none is found is the bar measured
    inside a detected bar box near the label.  The label's glyph box (the text
@@ -21,7 +24,8 @@
 4. the bar is measured end to end
    (:func:`~micrometry.calibrate.scalebar.measure.measure_bar`);
 5. when no label was read next to a bar, the label is looked for the same
-   way around each detected bar (up to three);
+   way around each detected bar (up to three; around a vertical bar also
+   turned, for a label written along it);
 6. if still nothing was read, PP-OCR's text detector reads the bottom 38 % of
    the image, then the top 30 %, and any line that parses as a scale label is
    tried the same way (trusted less: no detector vote).
@@ -40,7 +44,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -243,17 +247,18 @@ def _pad_box(box, px: float, shape) -> tuple[float, float, float, float]:
     return _clip_box(box[0] - px, box[1] - px, box[2] + px, box[3] + px, shape)
 
 
-def _read_label(image: np.ndarray, box, threads: int | None) -> tuple[ScaleRead | None, tuple]:
+def _read_label(image: np.ndarray, box, threads: int | None, detect: bool = True) -> tuple[ScaleRead | None, tuple]:
     """Read a label box; tall boxes also turned by ±90°.  Returns (read, text box in image pixels).
 
     A detector's box may cut a character at either end ("0.5 µm" read as "5 µm"), so it is
     widened by half its height on each side first; the reader trims the crop to the glyphs.
+    `detect` False: the recognizer only (a box that PP-OCR's text detector found around one line).
     """
     h = box[3] - box[1]
     if (box[2] - box[0]) >= h:
         box = (max(0.0, box[0] - 0.5 * h), box[1], min(float(image.shape[1]), box[2] + 0.5 * h), box[3])
     try:
-        sr = read_scale_label(image, box, threads=threads)
+        sr = read_scale_label(image, box, threads=threads, detect=detect)
     except ValueError:
         sr = None
     if sr is not None:
@@ -267,7 +272,7 @@ def _read_label(image: np.ndarray, box, threads: int | None) -> tuple[ScaleRead 
         for k in (1, 3):
             rot = np.ascontiguousarray(np.rot90(crop, k))
             try:
-                sr = read_scale_label(rot, (0, 0, rot.shape[1], rot.shape[0]), threads=threads)
+                sr = read_scale_label(rot, (0, 0, rot.shape[1], rot.shape[0]), threads=threads, detect=detect)
             except ValueError:
                 sr = None
             if sr is not None:
@@ -281,6 +286,8 @@ def _read_label(image: np.ndarray, box, threads: int | None) -> tuple[ScaleRead 
 _MAX_GAP_TH = 2.5
 _LENGTH_TW = (0.2, 6.0)
 _MAX_OFFSET_TW = 2.0
+#: How far a vertical bar beside a horizontal label may reach above or below it, in label heights.
+_V_BAR_TH = 6.0
 
 
 def _measure(image, box) -> BarMeasurement | None:
@@ -312,6 +319,32 @@ def _glyph_rows(mask: np.ndarray, text_mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _bar_shaped(component: np.ndarray, th: float) -> bool:
+    """True when a component (its mask, cropped to its box) is shaped like a scale bar.
+
+    Either a filled elongated box (solid bars, thick or thin: at least 2.5 times
+    as long as thick, at most 1.2 label heights `th` thick, filling a quarter of
+    its box), or a straight line with end ticks, whose box is tall and mostly
+    empty: rows (along the bar) that the line fills over 90 % of the length, no
+    thicker than 1.2 label heights, in one band (not the two sides of a
+    frame), and at most 30 % of the positions along it thicker than the line
+    (the ticks); ticks at most 3 label heights tall.
+    """
+    line = component if component.shape[1] >= component.shape[0] else component.T
+    across, long_ = line.shape
+    if long_ < 6:
+        return False
+    if long_ >= 2.5 * across and across <= 1.2 * th and line.sum() >= 0.25 * across * long_:
+        return True
+    full = np.flatnonzero(line.sum(axis=1) >= 0.9 * long_)
+    t_line = int(full.size)
+    if t_line == 0 or full[-1] - full[0] + 1 != t_line:  # one band (a frame's two sides are not a bar)
+        return False
+    if t_line > 1.2 * th or long_ < 2.5 * t_line or across > 3.0 * th:
+        return False
+    return bool((line.sum(axis=0) > t_line + 1).mean() <= 0.3)
+
+
 def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasurement, float]]:
     """Bar-like objects placed around a label as scale bars are, measured; best first.
 
@@ -330,7 +363,6 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     """
     from scipy import ndimage as ndi
     from skimage.measure import label as cc_label
-    from skimage.measure import regionprops
 
     h_img, w_img = image.shape
     x0, y0, x1, y1 = (float(v) for v in text_box)
@@ -339,14 +371,21 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     # the window: a bar beside the label may be up to the longest length away on its side
     ra = int(max(0, np.floor(x0 - _LENGTH_TW[1] * tw)))
     rb = int(min(w_img, np.ceil(x1 + _LENGTH_TW[1] * tw)))
-    rya = int(max(0, np.floor(y0 - (_MAX_GAP_TH + 1.5) * th)))
-    ryb = int(min(h_img, np.ceil(y1 + (_MAX_GAP_TH + 1.5) * th)))
+    # and a vertical bar beside it up to 6 label heights long, or above or below it up to
+    # 2 label widths long
+    reach = max(_V_BAR_TH * th, 2.0 * tw)
+    rya = int(max(0, np.floor(y0 - reach)))
+    ryb = int(min(h_img, np.ceil(y1 + reach)))
     crop = np.asarray(image[rya:ryb, ra:rb], dtype=np.float64)
     finite = np.isfinite(crop)
     crop = np.where(finite, crop, np.nanmedian(crop[finite]) if finite.any() else 0.0)
     text_mask = np.zeros(crop.shape, bool)
     text_mask[max(0, int(y0 - rya) - 1) : int(np.ceil(y1 - rya)) + 1, max(0, int(x0 - ra) - 1) : int(np.ceil(x1 - ra)) + 1] = True
-    outside = crop[~text_mask]
+    # grey levels from the label's near neighbourhood (up to 4 label heights above and below):
+    # the further rows are there only to hold a long vertical bar whole
+    near = np.zeros(crop.shape, bool)
+    near[max(0, int(y0 - (_MAX_GAP_TH + 1.5) * th) - rya) : max(0, int(np.ceil(y1 + (_MAX_GAP_TH + 1.5) * th)) - rya)] = True
+    outside = crop[near & ~text_mask]
     if outside.size == 0 or outside.min() == outside.max():
         return []  # nothing around the label, or nothing but one grey level
     med = float(np.median(outside))
@@ -366,33 +405,34 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
         rim = ndi.binary_dilation(masked) & ~masked
         contact = np.bincount(labels[rim], minlength=labels.max() + 1)
         inside = np.bincount(labels[text_mask], minlength=labels.max() + 1)
-        for rp in regionprops(labels):
-            r0, c0, r1, c1 = rp.bbox
+        for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+            if sl is None:
+                continue
+            r0, c0, r1, c1 = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
             bh, bw = r1 - r0, c1 - c0
-            long_, thick = max(bh, bw), min(bh, bw)
-            if long_ < 6 or long_ < 2.5 * thick or thick > 1.2 * th or rp.area < 0.25 * bh * bw:
-                continue
-            against_label = bool(contact[rp.label] >= 0.5 * long_ or inside[rp.label] > 0)
-            if r0 == 0 or c0 == 0 or r1 == crop.shape[0] or c1 == crop.shape[1]:
-                continue  # cut by the window: an edge, a frame or a large object, not a bar
+            if max(bh, bw) < 6 or r0 == 0 or c0 == 0 or r1 == crop.shape[0] or c1 == crop.shape[1]:
+                continue  # too small; or cut by the window: an edge, a frame or a large object
             box = (ra + c0, rya + r0, ra + c1, rya + r1)
-            horizontal = bw >= bh
             gap = _gap((x0, y0, x1, y1), box) / th
-            if gap > _MAX_GAP_TH:
+            if gap > _MAX_GAP_TH or not _bar_shaped(labels[sl] == lab, th):
                 continue
+            against_label = bool(contact[lab] >= 0.5 * max(bh, bw) or inside[lab] > 0)
+            horizontal = bw >= bh
             if horizontal:
                 above_or_below = box[3] <= y0 + 0.25 * th or box[1] >= y1 - 0.25 * th
                 if above_or_below:
                     offset = ((box[0] + box[2]) / 2 - cx) / tw
                     if abs(offset) > _MAX_OFFSET_TW or not (_LENGTH_TW[0] <= bw / tw <= _LENGTH_TW[1]):
                         continue
-                    cost = gap + 0.5 * abs(offset)
+                    # and not much shorter than the label (a fragment of noise or a particle's edge)
+                    cost = gap + 0.5 * abs(offset) + 2.0 * max(0.0, 0.5 - bw / tw)
                 else:  # beside the label: on its rows
                     if box[3] < y0 or box[1] > y1 or bw < 0.5 * th:
                         continue
                     cost = gap + 0.5
-            else:  # vertical bar beside the label
-                if bh < 0.5 * th:
+            else:  # vertical bar: beside the label on its rows, or above or below it over its width
+                over_label = not (box[2] <= x0 or box[0] >= x1)
+                if bh < 1.0 * th or (not over_label and (box[3] < y0 or box[1] > y1)):
                     continue
                 cost = gap + 0.5
             found.append((cost, box, gap, against_label))
@@ -412,14 +452,39 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     return out
 
 
+def _transposed_box(box) -> tuple:
+    """A box (x0, y0, x1, y1) in the transposed image."""
+    return (box[1], box[0], box[3], box[2])
+
+
+def _bar_candidates_any_text(image: np.ndarray, text_box) -> list[tuple[float, BarMeasurement, float]]:
+    """:func:`_bar_candidates` for a horizontal or a vertical label.
+
+    A label box over 1.5 times as tall as wide holds vertical text (a label line
+    is always wider than tall), whose bar runs beside it along y: the search
+    runs on the transposed image, where it is a horizontal label, and the bars
+    found are turned back.
+    """
+    if (text_box[3] - text_box[1]) <= 1.5 * (text_box[2] - text_box[0]):
+        return _bar_candidates(image, text_box)
+    out = []
+    for cost, m, gap in _bar_candidates(np.asarray(image).T, _transposed_box(text_box)):
+        m = replace(m, bbox=_transposed_box(m.bbox), orientation="v" if m.orientation == "h" else "h")
+        out.append((cost, m, gap))
+    return out
+
+
 def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_search) -> ScalebarReading | None:
     """Pair a read label with its bar and build the reading (None when no bar is found)."""
     th = max(1.0, text_box[3] - text_box[1])
     tw = max(1.0, text_box[2] - text_box[0])
+    vertical_text = th > 1.5 * tw
+    if vertical_text:  # the label's height is the box's width
+        th, tw = tw, th
     # bar-like objects where a scale bar sits relative to this label; a detected bar box
     # covering one of them is the detector's vote for it
     options = []
-    for cost, m, gap in _bar_candidates(image, text_box):
+    for cost, m, gap in _bar_candidates_any_text(image, text_box):
         support = [d.score for d in bars if _covered(m.bbox, d.box) >= 0.5]
         options.append((cost - (0.5 if support else 0.0), m, max(support) if support else None, gap))
     if not options:  # nothing bar-like found by thresholds: measure inside detected bar boxes near the label
@@ -428,7 +493,8 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
             if m is None:
                 continue
             gap = _gap(text_box, m.bbox) / th
-            ratio = m.length_px / tw if m.orientation == "h" else m.length_px / th
+            along_text = (m.orientation == "h") != vertical_text
+            ratio = m.length_px / tw if along_text else m.length_px / th
             if gap <= _MAX_GAP_TH and _LENGTH_TW[0] <= ratio <= _LENGTH_TW[1] * 2:
                 options.append((gap, m, d.score, gap))
     if not options:
@@ -512,6 +578,33 @@ def _upscale_for(text_height_px: float) -> float:
     return float(min(3.0, max(1.0, 24.0 / max(1.0, text_height_px))))
 
 
+def _turned_lines(image: np.ndarray, window, *, upscale, threads) -> list:
+    """Text lines of a window read turned by 90° both ways (vertical text), with
+    their boxes in image pixels; the turn that finds a label line wins."""
+    from micrometry.calibrate.scalebar.ocr import TextHit, _is_label, read_text
+
+    xa, ya, xb, yb = (int(round(v)) for v in window)
+    crop = image[ya:yb, xa:xb]
+    hh, ww = crop.shape
+    found = []
+    for k in (1, 3):  # counter-clockwise (text reading upwards), then clockwise
+        rot = np.ascontiguousarray(np.rot90(crop, k))
+        hits = read_text(rot, None, accept=_is_label, threads=threads, trim=False, margin_px=0,
+                         single_line=False, upscale=upscale)
+        out = []
+        for h in hits:
+            rx0, ry0, rx1, ry1 = h.bbox
+            if k == 1:  # rot[i, j] = crop[j, ww - 1 - i]
+                box = (xa + ww - ry1, ya + rx0, xa + ww - ry0, ya + rx1)
+            else:  # rot[i, j] = crop[hh - 1 - j, i]
+                box = (xa + ry0, ya + hh - rx1, xa + ry1, ya + hh - rx0)
+            out.append(TextHit(h.text, h.score, tuple(float(v) for v in box)))
+        if any(_is_label(h.text) for h in out):
+            return out
+        found += out
+    return found
+
+
 def read_scalebar(
     image,
     *,
@@ -565,14 +658,18 @@ def read_scalebar(
         if r is not None and (best is None or r.confidence > best.confidence):
             best = r
 
-    def read_lines(window, upscale) -> int:
+    def read_lines(window, upscale, turned: bool = False) -> int:
         """Label lines found by PP-OCR's text detector inside a window, each read and paired.
 
+        `turned`: the window is read turned by 90° each way instead (vertical text).
         Returns how many label lines the window holds that are read (now or before).
         """
         try:
-            hits = read_text(arr, window, accept=_is_label, threads=threads, trim=False, margin_px=0,
-                             single_line=False, upscale=upscale)
+            if turned:
+                hits = _turned_lines(arr, window, upscale=upscale, threads=threads)
+            else:
+                hits = read_text(arr, window, accept=_is_label, threads=threads, trim=False, margin_px=0,
+                                 single_line=False, upscale=upscale)
         except ValueError:
             return 0
         n = 0
@@ -597,8 +694,14 @@ def read_scalebar(
     # 1. each detected label: PP-OCR's text detector in a window around it finds the whole line
     #    (the detector's boxes are often cut or shifted); the box itself is read when it finds none
     for d in labels:
-        if not read_lines(_label_window(d.box, arr.shape), upscale=_upscale_for(d.box[3] - d.box[1])):
-            sr, text_box = _read_label(arr, d.box, threads)
+        bw, bh = d.box[2] - d.box[0], d.box[3] - d.box[1]
+        if bh > 1.5 * bw:  # vertical text: the window turned with it, read turned
+            window = _transposed_box(_label_window(_transposed_box(d.box), arr.shape[::-1]))
+            n_read = read_lines(window, upscale=_upscale_for(bw), turned=True)
+        else:
+            n_read = read_lines(_label_window(d.box, arr.shape), upscale=_upscale_for(bh))
+        if not n_read:
+            sr, text_box = _read_label(arr, d.box, threads, detect=False)
             if sr is not None:
                 done.append(text_box)
                 consider(sr, text_box, d.score, via_text_search=False)
@@ -614,7 +717,8 @@ def read_scalebar(
             if any(_covered(window, w) >= 0.8 for w in searched):
                 continue
             searched.append(window)
-            read_lines(window, upscale=None)
+            if not read_lines(window, upscale=None) and d.box[3] - d.box[1] > d.box[2] - d.box[0]:
+                read_lines(window, upscale=None, turned=True)  # a vertical bar's label may be turned with it
             if best is not None and best.confidence >= 0.8:
                 return best
     # 3. still nothing: scale bars sit along the bottom or top edge in nearly every micrograph;

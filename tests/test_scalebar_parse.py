@@ -56,6 +56,11 @@ CASES: list[tuple[str, float | None, str | None, tuple[str, ...]]] = [
     ("100 nrn", 100, "nm", ("rn->m",)),
     (f"5 {MU}", 5, "um", ("bare mu",)),
     ("Scale bar: 2 um", 2, "um", ()),
+    # a bar's end tick touching the label, read as a letter
+    ("500 nmL", 500, "nm", ("bar tick",)),
+    (f"2 {MU}m I", 2, "um", ("bar tick",)),
+    ("J50 nm", 50, "nm", ("bar tick",)),
+    ("L 0.2 um", 0.2, "um", ("bar tick",)),
     # rejects: instrument data bars
     ("HV 20.0 kV", None, None, ()),
     ("WD 10.2 mm", None, None, ()),
@@ -81,6 +86,9 @@ CASES: list[tuple[str, float | None, str | None, tuple[str, ...]]] = [
     ("30 s", None, None, ()),
     ("122 mrad", None, None, ()),
     ("5 m", None, None, ()),
+    ("20 mL", None, None, ()),  # millilitres: a trailing L is a tick only after a unit
+    (f"10 {MU}L", None, None, ()),  # microlitres, not a bare mu with a tick
+    ("5 ml", None, None, ()),
     ("2 a", None, None, ()),
     ("0 nm", None, None, ()),
     ("1.2.3 nm", None, None, ()),

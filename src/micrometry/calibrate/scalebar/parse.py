@@ -19,7 +19,9 @@ OCR output of burned-in scale-bar labels is noisy in predictable ways.
 - spelled-out units (``nanometer``, ``micron``, ``micrometre``,
   ``millimeters``);
 - junk around the label that OCR picks up from bar ends and box edges:
-  ``"200 nm|"``, ``"[1 µm]"``, ``"- 50 nm -"``.
+  ``"200 nm|"``, ``"[1 µm]"``, ``"- 50 nm -"``; and the end tick of a bar
+  touching the label read as a letter, ``"500 nmL"``, ``"2 µm I"``,
+  ``"J50 nm"`` (recorded as the correction ``"bar tick"``).
 
 It rejects (returns ``None``) everything else, in particular
 
@@ -124,6 +126,10 @@ _LABEL_RE = re.compile(
 )
 _UNIT_RES = [(re.compile(rf"^(?:{p})$"), u, c) for p, u, c in _UNITS]
 _PREFIX_RE = re.compile(r"^(?:scale\s*(?:bar)?|bar)\s*[:=]?\s*", re.IGNORECASE)
+# the end of a ticked bar touching its label reads as L, J, I or l: after a unit (no unit ends
+# with these letters), or before the number (L and J only: a leading I or l may be a 1)
+_TICK_AFTER_RE = re.compile(r"(?<=[A-Za-zÅμ])\s*[LJIl]$")
+_TICK_BEFORE_RE = re.compile(r"^[LJ]\s*(?=[0-9.,])")
 
 
 def _normalise(text: str) -> str:
@@ -203,9 +209,16 @@ def parse_scale_label(text: str) -> ScaleLabel | None:
     if _KEYWORD_RE.search(s) or _MAGNIFICATION_RE.search(s) or _DATE_RE.search(s) or _TIME_RE.search(s):
         return None
     m = _LABEL_RE.match(s)
+    tick = False
+    if m is None:  # a bar's end tick read as a letter next to the label ("500 nmL", "J2 µm")
+        t = _TICK_AFTER_RE.sub("", _TICK_BEFORE_RE.sub("", s)).strip(_JUNK)
+        m = _LABEL_RE.match(t) if t != s and not t.endswith("\u03bc") else None
+        tick = m is not None
     if m is None:
         return None
     value, fixes = _number(m["num"])
+    if tick:
+        fixes.append("bar tick")
     if value is None or not math.isfinite(value) or value <= 0:
         return None
     unit_text = m["unit"]

@@ -247,6 +247,12 @@ def _pad_box(box, px: float, shape) -> tuple[float, float, float, float]:
     return _clip_box(box[0] - px, box[1] - px, box[2] + px, box[3] + px, shape)
 
 
+def _is_vertical_text(box) -> bool:
+    """A text box over 1.5 times as tall as wide holds vertical text (a label line,
+    written horizontally, is always wider than tall)."""
+    return (box[3] - box[1]) > 1.5 * (box[2] - box[0])
+
+
 def _read_label(image: np.ndarray, box, threads: int | None, detect: bool = True) -> tuple[ScaleRead | None, tuple]:
     """Read a label box; tall boxes also turned by ±90°.  Returns (read, text box in image pixels).
 
@@ -264,7 +270,7 @@ def _read_label(image: np.ndarray, box, threads: int | None, detect: bool = True
     if sr is not None:
         return sr, tuple(sr.hit.bbox)
     x0, y0, x1, y1 = box
-    if (y1 - y0) > 1.5 * (x1 - x0):  # vertical text
+    if _is_vertical_text(box):
         m = 3
         xa, ya = int(max(0, x0 - m)), int(max(0, y0 - m))
         xb, yb = int(min(image.shape[1], x1 + m)), int(min(image.shape[0], y1 + m))
@@ -303,7 +309,7 @@ def _glyph_rows(mask: np.ndarray, text_mask: np.ndarray) -> np.ndarray:
     A scale bar drawn right under (or over) its label often reaches into the
     label's box, and a descender (µ) may touch it: masking the whole box would cut
     the bar.  Text never fills a row of its box without a gap, so rows where one
-    run of `mask` spans at least 80 % of the box's width are given back.
+    run of `mask` spans at least 70 % of the box's width are given back.
     """
     rows = np.flatnonzero(text_mask.any(axis=1))
     cols = np.flatnonzero(text_mask.any(axis=0))
@@ -362,7 +368,6 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
         Sorted by cost (nearer and better centred first); `gap` in label heights.
     """
     from scipy import ndimage as ndi
-    from skimage.measure import label as cc_label
 
     h_img, w_img = image.shape
     x0, y0, x1, y1 = (float(v) for v in text_box)
@@ -383,9 +388,9 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     text_mask[max(0, int(y0 - rya) - 1) : int(np.ceil(y1 - rya)) + 1, max(0, int(x0 - ra) - 1) : int(np.ceil(x1 - ra)) + 1] = True
     # grey levels from the label's near neighbourhood (up to 4 label heights above and below):
     # the further rows are there only to hold a long vertical bar whole
-    near = np.zeros(crop.shape, bool)
-    near[max(0, int(y0 - (_MAX_GAP_TH + 1.5) * th) - rya) : max(0, int(np.ceil(y1 + (_MAX_GAP_TH + 1.5) * th)) - rya)] = True
-    outside = crop[near & ~text_mask]
+    d_near = (_MAX_GAP_TH + 1.5) * th
+    near = slice(max(0, int(y0 - d_near) - rya), max(0, int(np.ceil(y1 + d_near)) - rya))
+    outside = crop[near][~text_mask[near]]
     if outside.size == 0 or outside.min() == outside.max():
         return []  # nothing around the label, or nothing but one grey level
     med = float(np.median(outside))
@@ -398,13 +403,13 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     for mask in masks:
         masked = _glyph_rows(mask, text_mask)
         mask &= ~masked
-        labels = cc_label(mask, connectivity=2)
+        labels, n_labels = ndi.label(mask, structure=np.ones((3, 3), bool))
         # a component lying along the masked label's rim, or reaching into the label's
         # rectangle, and exactly as wide as the label is the rest of the box the label
         # sits on, not a bar (checked on the measured bar below: the mask may cut it)
         rim = ndi.binary_dilation(masked) & ~masked
-        contact = np.bincount(labels[rim], minlength=labels.max() + 1)
-        inside = np.bincount(labels[text_mask], minlength=labels.max() + 1)
+        contact = np.bincount(labels[rim], minlength=n_labels + 1)
+        inside = np.bincount(labels[text_mask], minlength=n_labels + 1)
         for lab, sl in enumerate(ndi.find_objects(labels), start=1):
             if sl is None:
                 continue
@@ -460,12 +465,11 @@ def _transposed_box(box) -> tuple:
 def _bar_candidates_any_text(image: np.ndarray, text_box) -> list[tuple[float, BarMeasurement, float]]:
     """:func:`_bar_candidates` for a horizontal or a vertical label.
 
-    A label box over 1.5 times as tall as wide holds vertical text (a label line
-    is always wider than tall), whose bar runs beside it along y: the search
-    runs on the transposed image, where it is a horizontal label, and the bars
-    found are turned back.
+    Vertical text (:func:`_is_vertical_text`) has its bar beside it along y:
+    the search runs on the transposed image, where it is a horizontal label,
+    and the bars found are turned back.
     """
-    if (text_box[3] - text_box[1]) <= 1.5 * (text_box[2] - text_box[0]):
+    if not _is_vertical_text(text_box):
         return _bar_candidates(image, text_box)
     out = []
     for cost, m, gap in _bar_candidates(np.asarray(image).T, _transposed_box(text_box)):
@@ -478,7 +482,7 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
     """Pair a read label with its bar and build the reading (None when no bar is found)."""
     th = max(1.0, text_box[3] - text_box[1])
     tw = max(1.0, text_box[2] - text_box[0])
-    vertical_text = th > 1.5 * tw
+    vertical_text = _is_vertical_text(text_box)
     if vertical_text:  # the label's height is the box's width
         th, tw = tw, th
     # bar-like objects where a scale bar sits relative to this label; a detected bar box
@@ -694,12 +698,11 @@ def read_scalebar(
     # 1. each detected label: PP-OCR's text detector in a window around it finds the whole line
     #    (the detector's boxes are often cut or shifted); the box itself is read when it finds none
     for d in labels:
-        bw, bh = d.box[2] - d.box[0], d.box[3] - d.box[1]
-        if bh > 1.5 * bw:  # vertical text: the window turned with it, read turned
+        if _is_vertical_text(d.box):  # the window turned with the text, read turned
             window = _transposed_box(_label_window(_transposed_box(d.box), arr.shape[::-1]))
-            n_read = read_lines(window, upscale=_upscale_for(bw), turned=True)
+            n_read = read_lines(window, upscale=_upscale_for(d.box[2] - d.box[0]), turned=True)
         else:
-            n_read = read_lines(_label_window(d.box, arr.shape), upscale=_upscale_for(bh))
+            n_read = read_lines(_label_window(d.box, arr.shape), upscale=_upscale_for(d.box[3] - d.box[1]))
         if not n_read:
             sr, text_box = _read_label(arr, d.box, threads, detect=False)
             if sr is not None:

@@ -10,7 +10,7 @@ pytest.importorskip("rapidocr_onnxruntime")
 
 from micrometry.calibrate.scalebar._image import longest_row_runs  # noqa: E402
 from micrometry.calibrate.scalebar.detect import Detection  # noqa: E402
-from micrometry.calibrate.scalebar.read import _bar_shaped, _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
+from micrometry.calibrate.scalebar.read import _bar_extent, _bar_shaped, _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
 
 
 class _BoxesDetector:
@@ -166,3 +166,69 @@ def test_vertical_label_beside_a_vertical_bar():
     r = read_scalebar(img, detector=det, text_search=False)
     assert r is not None and r.value_nm == 2000
     assert r.orientation == "v" and abs(r.bar_px - 180) <= 1.0, r.bar_bbox
+
+
+def test_bar_shape_accepts_a_short_bracket_and_a_bar_touched_by_a_particle():
+    th = 30.0
+    bracket = np.zeros((11, 19), bool)  # "⊔": ticks take a third of its length, all at the ends
+    bracket[6:, :] = True
+    bracket[:, :3] = bracket[:, -3:] = True
+    assert _bar_shaped(bracket, th)
+    middle = bracket.copy()  # the same amount of thicker positions in the middle is not a bar
+    middle[:, :3] = middle[:, -3:] = False
+    middle[:6, 8:14] = True
+    assert not _bar_shaped(middle, th)
+    touched = np.zeros((60, 70), bool)  # a 28 x 70 bar, a bright wedge reaching down to it
+    touched[32:, :] = True
+    for r in range(32):
+        touched[r, 30 - r // 3 : 40 + r // 3] = True
+    assert _bar_extent(touched, th) == (32, 0, 60, 70)
+    assert _bar_extent(touched.T, th) == (0, 32, 70, 60)
+    yy, xx = np.mgrid[:61, :61]
+    assert _bar_extent((yy - 30) ** 2 + (xx - 30) ** 2 <= 900, th) is None  # a disc's widest rows are no bar
+
+
+def test_short_bracket_against_its_label_is_measured_whole():
+    """A black "⊔" of 19 px, its ticks a third of its length, 10 px left of "100 nm" in a
+    white box (the label's line box, grown by the text detector, reaches its right tick)."""
+    img = np.full((200, 400), 255, np.uint8)
+    box = _paste_text(img, "100 nm", 200, 90, 0, 255, size=20)
+    x = box[0] - 29
+    img[100:105, x : x + 19] = 0  # the line, 19 px
+    img[94:105, x : x + 3] = img[94:105, x + 16 : x + 19] = 0  # the ticks, 11 px tall
+    det = _BoxesDetector([Detection("label", 0.6, tuple(float(v) for v in box))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 100
+    assert abs(r.bar_px - 19) <= 0.5, r.bar_bbox
+
+
+def test_thick_bar_joined_to_bright_regions_is_measured():
+    """A white 70 x 22 px bar beside its label in a white box, touched by a bright
+    region of the micrograph (as between particles) that runs 110 px up from it."""
+    img = np.full((300, 420), 40, np.uint8)
+    img[230:252, 20:90] = 255  # the bar
+    for r in range(120, 230):  # a bright wedge down to the bar
+        img[r, 45 - (r - 120) // 20 : 55 + (r - 120) // 20] = 200
+    img[215:265, 120:300] = 255  # the label's white box
+    box = _paste_text(img, "100 nm", 135, 222, 0, 255, size=30)
+    det = _BoxesDetector([Detection("label", 0.3, tuple(float(v) for v in box))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 100
+    assert abs(r.bar_px - 70) <= 1.0, r.bar_bbox
+
+
+def test_dotted_ruler_of_an_sem_data_bar_is_measured_tick_to_tick():
+    """Hitachi's ruler: 11 white ticks on the black data bar above "10.0um"; its length is
+    the outer extent of the first and last tick."""
+    img = np.full((300, 520), 110, np.uint8)
+    img[240:, :] = 0  # the data bar
+    for i in range(11):
+        x = 300 + 16 * i
+        img[243:250, x : x + 2] = 230
+    _paste_text(img, "S4800 3.0kV x3.00k", 10, 262, 230, 0, size=16)
+    box = _paste_text(img, "10.0um", 420, 258, 230, 0, size=16)
+    det = _BoxesDetector([Detection("label", 0.6, tuple(float(v) for v in box))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 10_000
+    assert abs(r.bar_px - 162) <= 1.0, r.bar_bbox
+    assert r.checks["bar_method"] == "ruler"

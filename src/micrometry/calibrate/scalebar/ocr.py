@@ -308,6 +308,23 @@ def _dark_on_light(img: np.ndarray) -> bool:
     return float(np.median(img)) >= (float(lo) + float(hi)) / 2
 
 
+def _is_bracket(mask: np.ndarray, glyph_h: float) -> bool:
+    """A short scale bar drawn as a bracket ("⊔" or "⊓"): at least 0.8 glyph heights wide,
+    its rows filled across (over 90 %) in one band at the bottom or top at most half its
+    height, the rest of it in the outer quarters (the ticks)."""
+    bh, bw = mask.shape
+    if bw < 0.8 * glyph_h or bh < 3:
+        return False
+    full = np.flatnonzero(mask.sum(axis=1) >= 0.9 * bw)
+    if full.size == 0 or full[-1] - full[0] + 1 != full.size or full.size > 0.5 * bh:
+        return False
+    if full[0] > 1 and full[-1] < bh - 2:  # the band is not at the bottom or top
+        return False
+    q = int(np.ceil(0.25 * bw))
+    rest = np.delete(mask, full, axis=0)
+    return bool(rest[:, :q].any() and rest[:, bw - q :].any() and not rest[:, q : bw - q].any())
+
+
 def _trim(crop: np.ndarray, xa: int, ya: int, xb: int, yb: int) -> tuple[int, int, int, int]:
     """Shrink a label crop to its glyphs: drop a scale bar or a frame edge caught
     in a loose box (long thin components), keep a margin around the rest."""
@@ -341,6 +358,17 @@ def _trim(crop: np.ndarray, xa: int, ya: int, xb: int, yb: int) -> tuple[int, in
         )
         border_speck = (rows.start == 0 or rows.stop == h or cols.start == 0 or cols.stop == w) and bh * bw < 0.01 * h * w
         keep[i] = not line and not border_speck
+    # a short bracket ("⊔") joined into the line by the text detector: the first or last
+    # component, a glyph height or more from the next one
+    order = sorted((slices[i - 1][1].start, i) for i in np.flatnonzero(keep))
+    for pos, nb in ((0, 1), (-1, -2)):
+        if len(order) < 2:
+            break
+        i, j = order[pos][1], order[nb][1]
+        sl, sl_nb = slices[i - 1], slices[j - 1]
+        gap = sl_nb[1].start - sl[1].stop if pos == 0 else sl[1].start - sl_nb[1].stop
+        if gap >= 0.4 * glyph_h and _is_bracket(lab[sl] == i, glyph_h):
+            keep[i] = False
     rows = np.flatnonzero(keep[lab].any(axis=1))
     cols = np.flatnonzero(keep[lab].any(axis=0))
     if rows.size == 0:

@@ -14,8 +14,10 @@
    image).  Only when the window holds no such line is the detector's box
    itself read;
 3. bar-like objects around the label (solid bars, thin lines, lines with end
-   ticks: :func:`_bar_shaped`) are found by thresholds and kept where
-   scale bars sit relative to their labels; a detected bar box covering one
+   ticks, short brackets: :func:`_bar_extent`; a thick bar that a bright
+   region of the micrograph touches, from thresholds opened apart; rows of
+   equally spaced tick marks, as on Hitachi's rulers) are found by thresholds
+   and kept where scale bars sit relative to their labels; a detected bar box covering one
    is the detector's vote for it; only when none is found is the bar measured
    inside a detected bar box near the label.  The label's glyph box (the text
    detector's line box moved in by 15 % of its height) is masked out, except
@@ -50,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from micrometry.calibrate.scalebar._image import grey, longest_row_runs
-from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _otsu, measure_bar
+from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, read_scale_label
 
 __all__ = [
@@ -294,6 +296,8 @@ _LENGTH_TW = (0.2, 6.0)
 _MAX_OFFSET_TW = 2.0
 #: How far a vertical bar beside a horizontal label may reach above or below it, in label heights.
 _V_BAR_TH = 6.0
+#: Fewest equally spaced tick marks taken for a ruler (Hitachi's has 11).
+_MIN_RULER_TICKS = 5
 
 
 def _measure(image, box) -> BarMeasurement | None:
@@ -325,30 +329,107 @@ def _glyph_rows(mask: np.ndarray, text_mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _bar_shaped(component: np.ndarray, th: float) -> bool:
-    """True when a component (its mask, cropped to its box) is shaped like a scale bar.
-
-    Either a filled elongated box (solid bars, thick or thin: at least 2.5 times
-    as long as thick, at most 1.2 label heights `th` thick, filling a quarter of
-    its box), or a straight line with end ticks, whose box is tall and mostly
-    empty: rows (along the bar) that the line fills over 90 % of the length, no
-    thicker than 1.2 label heights, in one band (not the two sides of a
-    frame), and at most 30 % of the positions along it thicker than the line
-    (the ticks); ticks at most 3 label heights tall.
-    """
-    line = component if component.shape[1] >= component.shape[0] else component.T
+def _touched_band(line: np.ndarray, th: float) -> tuple[int, int] | None:
+    """A thick solid bar along the columns of `line` that something (a particle's bright
+    region) touches at one spot: rows filled over 90 % of the width, in one band
+    0.3-1.2 label heights `th` (at least 4 px) thick, at most half as thick as long and
+    at least 1.5 label heights long, other rows that are not filled (something touches
+    it), and the rows next to the band less than half filled (next to a disc's widest rows
+    they are not).  Returns the band's rows ``(start, stop)`` or None."""
     across, long_ = line.shape
+    full = np.flatnonzero(line.sum(axis=1) >= 0.9 * long_)
+    t_band = int(full.size)
+    if t_band == 0 or full[-1] - full[0] + 1 != t_band:
+        return None
+    if t_band == across:  # nothing touches it: a plain rectangle, judged as one by the caller
+        return None
+    if not (max(4.0, 0.3 * th) <= t_band <= 1.2 * th and long_ >= max(2.0 * t_band, 1.5 * th)):
+        return None
+    nxt = [line[i].sum() for i in (full[0] - 1, full[-1] + 1) if 0 <= i < across]
+    return (int(full[0]), int(full[-1]) + 1) if max(nxt, default=0) < 0.5 * long_ else None
+
+
+def _bar_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] | None:
+    """Where a component (its mask, cropped to its box) holds a scale bar: ``(r0, c0, r1, c1)``
+    in the component's box, or None when it is not shaped like one.
+
+    A scale bar is either a filled elongated box (solid bars, thick or thin: at most 1.2
+    label heights `th` thick, at least 2.5 times as long as thick, filling a quarter
+    of its box), or a straight line with end
+    ticks, whose box is tall and mostly empty: rows (along the bar) that the line fills
+    over 90 % of the length, no thicker than 1.2 label heights, in one band (not the two
+    sides of a frame), and at most 30 % of the positions along it thicker than the line
+    (the ticks; up to half of them when all are in the outer quarters, as on a short
+    bracket); ticks at most 3 label heights tall.  These give the whole box.  A thick
+    solid band touched by something at one spot (:func:`_touched_band`) gives the band.
+    """
+    wide = component.shape[1] >= component.shape[0]
+    line = component if wide else component.T
+    across, long_ = line.shape
+    whole = (0, 0, component.shape[0], component.shape[1])
     if long_ < 6:
-        return False
+        return None
     if long_ >= 2.5 * across and across <= 1.2 * th and line.sum() >= 0.25 * across * long_:
-        return True
+        return whole
     full = np.flatnonzero(line.sum(axis=1) >= 0.9 * long_)
     t_line = int(full.size)
-    if t_line == 0 or full[-1] - full[0] + 1 != t_line:  # one band (a frame's two sides are not a bar)
-        return False
-    if t_line > 1.2 * th or long_ < 2.5 * t_line or across > 3.0 * th:
-        return False
-    return bool((line.sum(axis=0) > t_line + 1).mean() <= 0.3)
+    if t_line and full[-1] - full[0] + 1 == t_line and t_line <= 1.2 * th and long_ >= 2.5 * t_line \
+            and across <= 3.0 * th:  # one band (a frame's two sides are not a bar)
+        thick = line.sum(axis=0) > t_line + 1
+        # a short bar's ticks take more of its length ("⊔" of 19 px): thicker positions
+        # only in the outer quarters, none in the middle half
+        q = int(np.ceil(0.25 * long_))
+        if thick.mean() <= 0.3 or (thick.mean() <= 0.5 and not thick[q : long_ - q].any()):
+            return whole
+    return _touched_extent(component, th)
+
+
+def _touched_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] | None:
+    """The box ``(r0, c0, r1, c1)`` of :func:`_touched_band` in a component, along either
+    axis (something attached may make the component taller than wide), or None."""
+    for rows_along, comp in ((True, component), (False, component.T)):
+        band = _touched_band(comp, th)
+        if band is not None:
+            a, b = band
+            return (a, 0, b, component.shape[1]) if rows_along else (0, a, component.shape[0], b)
+    return None
+
+
+def _bar_shaped(component: np.ndarray, th: float) -> bool:
+    """True when a component (its mask, cropped to its box) is shaped like a scale bar
+    (:func:`_bar_extent`)."""
+    return _bar_extent(component, th) is not None
+
+
+def _placement_cost(box, text_box) -> float | None:
+    """How well a bar's box (x0, y0, x1, y1) sits where scale bars sit relative to their
+    label's box: None when it cannot be the label's bar, else a cost (lower is better).
+
+    Above or below the label: centred within 2 label widths, 0.2-6 label widths long,
+    and not much shorter than the label (a fragment of noise or a particle's edge
+    costs more).  Beside it: on its rows, at least half a label height long.  A vertical
+    bar: beside the label on its rows, or above or below it over its width, at least
+    one label height long.
+    """
+    x0, y0, x1, y1 = text_box
+    th, tw = max(2.0, y1 - y0), max(2.0, x1 - x0)
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    gap = _gap(text_box, box) / th
+    if gap > _MAX_GAP_TH:
+        return None
+    if bw >= bh:
+        if box[3] <= y0 + 0.25 * th or box[1] >= y1 - 0.25 * th:  # above or below
+            offset = ((box[0] + box[2]) / 2 - (x0 + x1) / 2) / tw
+            if abs(offset) > _MAX_OFFSET_TW or not (_LENGTH_TW[0] <= bw / tw <= _LENGTH_TW[1]):
+                return None
+            return gap + 0.5 * abs(offset) + 2.0 * max(0.0, 0.5 - bw / tw)
+        if box[3] < y0 or box[1] > y1 or bw < 0.5 * th:  # beside: on its rows
+            return None
+        return gap + 0.5
+    over_label = not (box[2] <= x0 or box[0] >= x1)
+    if bh < 1.0 * th or (not over_label and (box[3] < y0 or box[1] > y1)):
+        return None
+    return gap + 0.5
 
 
 def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasurement, float]]:
@@ -372,7 +453,6 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     h_img, w_img = image.shape
     x0, y0, x1, y1 = (float(v) for v in text_box)
     th, tw = max(2.0, y1 - y0), max(2.0, x1 - x0)
-    cx = (x0 + x1) / 2
     # the window: a bar beside the label may be up to the longest length away on its side
     ra = int(max(0, np.floor(x0 - _LENGTH_TW[1] * tw)))
     rb = int(min(w_img, np.ceil(x1 + _LENGTH_TW[1] * tw)))
@@ -399,8 +479,15 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     # bars are the extreme grey levels of their neighbourhood: halfway between the median
     # and the extreme separates a bar from a background that Otsu would lump it with
     masks = [crop > (med + hi) / 2, crop < (med + lo) / 2, crop > t, crop < t]
+    # a thick bar joined to bright (dark) regions of the micrograph by thinner bridges:
+    # opened apart (thin bars vanish there, but are whole in the masks above)
+    # (only a band with something still attached is taken there: opening also squares off
+    # blobs that are not bars, and bars alone are whole in the masks above)
+    k = np.ones((5, 5), bool)
+    masks += [ndi.binary_opening(masks[0], k), ndi.binary_opening(masks[1], k)]
     found = []
-    for mask in masks:
+    for i_mask, mask in enumerate(masks):
+        extent_of = _bar_extent if i_mask < 4 else _touched_extent
         masked = _glyph_rows(mask, text_mask)
         mask &= ~masked
         labels, n_labels = ndi.label(mask, structure=np.ones((3, 3), bool))
@@ -410,49 +497,56 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
         rim = ndi.binary_dilation(masked) & ~masked
         contact = np.bincount(labels[rim], minlength=n_labels + 1)
         inside = np.bincount(labels[text_mask], minlength=n_labels + 1)
+        ticks: list[tuple[slice, slice, int]] = []
         for lab, sl in enumerate(ndi.find_objects(labels), start=1):
             if sl is None:
                 continue
             r0, c0, r1, c1 = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
             bh, bw = r1 - r0, c1 - c0
-            if max(bh, bw) < 6 or r0 == 0 or c0 == 0 or r1 == crop.shape[0] or c1 == crop.shape[1]:
-                continue  # too small; or cut by the window: an edge, a frame or a large object
-            box = (ra + c0, rya + r0, ra + c1, rya + r1)
-            gap = _gap((x0, y0, x1, y1), box) / th
-            if gap > _MAX_GAP_TH or not _bar_shaped(labels[sl] == lab, th):
+            if 3 <= bh <= 1.5 * th and bh >= 1.5 * bw and 0 < r0 and r1 < crop.shape[0] and 0 < c0 and c1 < crop.shape[1]:
+                ticks.append((sl[0], sl[1], lab))  # a tick mark of a ruler, maybe
+            if max(bh, bw) < 6:
                 continue
-            against_label = bool(contact[lab] >= 0.5 * max(bh, bw) or inside[lab] > 0)
-            horizontal = bw >= bh
-            if horizontal:
-                above_or_below = box[3] <= y0 + 0.25 * th or box[1] >= y1 - 0.25 * th
-                if above_or_below:
-                    offset = ((box[0] + box[2]) / 2 - cx) / tw
-                    if abs(offset) > _MAX_OFFSET_TW or not (_LENGTH_TW[0] <= bw / tw <= _LENGTH_TW[1]):
-                        continue
-                    # and not much shorter than the label (a fragment of noise or a particle's edge)
-                    cost = gap + 0.5 * abs(offset) + 2.0 * max(0.0, 0.5 - bw / tw)
-                else:  # beside the label: on its rows
-                    if box[3] < y0 or box[1] > y1 or bw < 0.5 * th:
-                        continue
-                    cost = gap + 0.5
-            else:  # vertical bar: beside the label on its rows, or above or below it over its width
-                over_label = not (box[2] <= x0 or box[0] >= x1)
-                if bh < 1.0 * th or (not over_label and (box[3] < y0 or box[1] > y1)):
-                    continue
-                cost = gap + 0.5
-            found.append((cost, box, gap, against_label))
+            if r0 == 0 or c0 == 0 or r1 == crop.shape[0] or c1 == crop.shape[1]:
+                continue  # cut by the window: an edge, a frame or a large object
+            box = (ra + c0, rya + r0, ra + c1, rya + r1)
+            if _gap((x0, y0, x1, y1), box) / th > _MAX_GAP_TH:
+                continue
+            extent = extent_of(labels[sl] == lab, th)
+            if extent is None:
+                continue
+            r0, c0, r1, c1 = r0 + extent[0], c0 + extent[1], r0 + extent[2], c0 + extent[3]
+            bh, bw = r1 - r0, c1 - c0
+            box = (ra + c0, rya + r0, ra + c1, rya + r1)
+            cost = _placement_cost(box, (x0, y0, x1, y1))
+            if cost is not None:
+                against_label = bool(contact[lab] >= 0.5 * max(bh, bw) or inside[lab] > 0)
+                found.append((cost, box, _gap((x0, y0, x1, y1), box) / th, against_label))
+        # tick marks in a row, equally spaced: a ruler (Hitachi's), measured end to end
+        ruler = _group_ruler(ticks) if len(ticks) >= _MIN_RULER_TICKS else []
+        if len(ruler) >= _MIN_RULER_TICKS:
+            r0, r1 = min(tick[0].start for tick in ruler), max(tick[0].stop for tick in ruler)
+            box = (ra + ruler[0][1].start, rya + r0, ra + ruler[-1][1].stop, rya + r1)
+            cost = _placement_cost(box, (x0, y0, x1, y1))
+            if cost is not None:
+                found.append((cost, box, _gap((x0, y0, x1, y1), box) / th, False))
     out, seen = [], set()
-    for cost, box, gap, against_label in sorted(found, key=lambda f: f[0])[:6]:
+    for cost, box, gap, against_label in sorted(found, key=lambda f: f[0])[:10]:
         if box in seen:
             continue
         seen.add(box)
         m = _measure(image, _pad_box(box, 2, image.shape))
-        if m is None:
-            continue
+        if m is None or ("touches box edge" in m.notes and not any(n.startswith("touches image edge") for n in m.notes)):
+            continue  # not found, or a piece of something longer than the component
         if against_label and abs(m.bbox[0] - x0) <= max(2.0, 0.05 * tw) and abs(m.bbox[2] - x1) <= max(2.0, 0.05 * tw):
             continue  # the label's own box where the label's rectangle cut it: as wide as the label
         along = (box[2] - box[0]) if m.orientation == "h" else (box[3] - box[1])
-        if abs(m.length_px - along) <= max(2.0, 0.1 * along):
+        # the measured bar is the component, give or take; it may also reach into the
+        # label's rectangle, where the mask cut it (a bracket's tick against the label)
+        ax = (0, 2) if m.orientation == "h" else (1, 3)
+        into_label = max(0.0, min(m.bbox[ax[1]], text_box[ax[1]] + 1) - max(m.bbox[ax[0]], text_box[ax[0]] - 1))
+        tol = max(2.0, 0.1 * along)
+        if -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0):
             out.append((cost, m, gap))
     return out
 

@@ -232,3 +232,28 @@ def test_dotted_ruler_of_an_sem_data_bar_is_measured_tick_to_tick():
     assert r is not None and r.value_nm == 10_000
     assert abs(r.bar_px - 162) <= 1.0, r.bar_bbox
     assert r.checks["bar_method"] == "ruler"
+
+
+def test_hollow_bar_is_measured_to_its_outline():
+    """A white bar with a 2-px grey outline, its white label outlined in grey too, the
+    label's outline touching the bar's: 126 px from the outline's outer edge to outer
+    edge (the fill alone is 122)."""
+    from scipy import ndimage as ndi
+
+    from micrometry.train.synth import _text_patch
+
+    img = np.full((240, 360), 212.0)
+    img[150:160, 40:166] = 120  # outline
+    img[152:158, 42:164] = 255  # fill
+    patch = _text_patch("0.5 µm", "DejaVuSans", 20)
+    ph, pw = patch.shape
+    y, x = 152 - ph, 50
+    glyph = np.zeros(img.shape, bool)
+    glyph[y : y + ph, x : x + pw] = patch > 0.5
+    img[ndi.binary_dilation(glyph, iterations=2) & ~glyph] = 120
+    img[glyph] = 255
+    img = np.clip(ndi.gaussian_filter(img, 0.6), 0, 255).astype(np.uint8)
+    det = _BoxesDetector([Detection("label", 0.5, (x - 2.0, y - 2.0, x + pw + 2.0, y + ph + 2.0))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 500
+    assert abs(r.bar_px - 126) <= 1.0, r.bar_bbox

@@ -547,8 +547,62 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
         into_label = max(0.0, min(m.bbox[ax[1]], text_box[ax[1]] + 1) - max(m.bbox[ax[0]], text_box[ax[0]] - 1))
         tol = max(2.0, 0.1 * along)
         if -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0):
-            out.append((cost, m, gap))
+            out.append((cost, _outlined(image, m), gap))
     return out
+
+
+def _outlined(image: np.ndarray, m: BarMeasurement) -> BarMeasurement:
+    """The bar with its outline, when it is a hollow bar: a thin frame (1-4 px) of the
+    other polarity around the bar's fill, on both ends and along both sides (a white bar
+    drawn with a grey outline).  Scale bars are measured to the outline's outer edges:
+    each end gains the outline's width (its coverage between the outline's and the
+    background's grey levels, sub-pixel).  Any other bar is returned as it is."""
+    arr = np.asarray(image, dtype=np.float64)
+    if m.orientation == "v":
+        t = _outlined(arr.T, replace(m, bbox=_transposed_box(m.bbox), orientation="h"))
+        return m if t.bbox == _transposed_box(m.bbox) else replace(t, bbox=_transposed_box(t.bbox), orientation="v")
+    h_img, w_img = arr.shape
+    x0, y0, x1, y1 = m.bbox
+    d = 4  # the widest outline
+    if x0 < d + 5 or y0 < d + 5 or x1 > w_img - d - 5 or y1 > h_img - d - 5 or x1 - x0 < 6:
+        return m
+    fill = float(np.median(arr[y0:y1, x0:x1]))
+    ring = np.concatenate([arr[y0 - d - 4 : y0 - d, x0:x1].ravel(), arr[y1 + d : y1 + d + 4, x0:x1].ravel(),
+                           arr[y0:y1, x0 - d - 4 : x0 - d].ravel(), arr[y0:y1, x1 + d : x1 + d + 4].ravel()])
+    bg = float(np.median(ring))
+    sign = 1.0 if fill > bg else -1.0
+    contrast = abs(fill - bg)
+    if contrast <= 0:
+        return m
+    # how far each pixel beyond the fill is from the background, away from the fill (0..1+)
+    def dev(a):
+        return -sign * (a - bg) / contrast
+    mid = slice(y0 + (y1 - y0) // 4, y1 - (y1 - y0) // 4 or y1)
+    ends = [dev(arr[mid, x0 - d : x0][:, ::-1]), dev(arr[mid, x1 : x1 + d])]  # outward from each end
+    if not all((e.max(axis=1) > 0.5).all() for e in ends):
+        return m
+    level = float(np.median([e.max(axis=1).mean() for e in ends]))  # the outline's deviation
+    # along both sides too, and the background back just outside it (a box around the bar,
+    # or its label, is no outline), over most of the length
+    for side in (arr[y0 - d - 3 : y0, x0:x1][::-1], arr[y1 : y1 + d + 3, x0:x1]):  # rows outwards
+        dv = dev(side)
+        if ((dv[:d].max(axis=0) > 0.5 * level) & (dv[d + 1 :].min(axis=0) < 0.25 * level)).mean() < 0.6:
+            return m
+    # the outline's outer edges: where the profile along the bar crosses halfway between
+    # the background and the outline's level, coming from outside (sub-pixel)
+    edges = []
+    for prof, base, step in ((np.median(dev(arr[mid, x0 - d - 2 : x0]), axis=0), x0 - d - 2, 1),
+                             (np.median(dev(arr[mid, x1 : x1 + d + 2]), axis=0)[::-1], x1 + d + 2, -1)):
+        j = int(np.argmax(prof >= 0.5 * level))
+        if j == 0:
+            return m  # no background outside the outline
+        frac = (0.5 * level - prof[j - 1]) / max(1e-9, prof[j] - prof[j - 1])
+        edges.append(base + step * (j - 0.5 + frac))  # pixel i of the profile is centred at base + step * (i + 0.5)
+    left, right = edges
+    if not (1.0 <= x0 - left <= d + 0.5 and 1.0 <= right - x1 <= d + 0.5):
+        return m
+    return replace(m, length_px=float(right - left), bbox=(int(np.floor(left + 0.5)), y0, int(np.floor(right + 0.5)), y1),
+                   notes=tuple(m.notes) + ("outlined",))
 
 
 def _transposed_box(box) -> tuple:

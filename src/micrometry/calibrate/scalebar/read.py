@@ -478,76 +478,82 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     t = _otsu(outside)
     # bars are the extreme grey levels of their neighbourhood: halfway between the median
     # and the extreme separates a bar from a background that Otsu would lump it with
-    masks = [crop > (med + hi) / 2, crop < (med + lo) / 2, crop > t, crop < t]
-    # a thick bar joined to bright (dark) regions of the micrograph by thinner bridges:
-    # opened apart (thin bars vanish there, but are whole in the masks above)
-    # (only a band with something still attached is taken there: opening also squares off
-    # blobs that are not bars, and bars alone are whole in the masks above)
-    k = np.ones((5, 5), bool)
-    masks += [ndi.binary_opening(masks[0], k), ndi.binary_opening(masks[1], k)]
-    found = []
-    for i_mask, mask in enumerate(masks):
-        extent_of = _bar_extent if i_mask < 4 else _touched_extent
-        masked = _glyph_rows(mask, text_mask)
-        mask &= ~masked
-        labels, n_labels = ndi.label(mask, structure=np.ones((3, 3), bool))
-        # a component lying along the masked label's rim, or reaching into the label's
-        # rectangle, and exactly as wide as the label is the rest of the box the label
-        # sits on, not a bar (checked on the measured bar below: the mask may cut it)
-        rim = ndi.binary_dilation(masked) & ~masked
-        contact = np.bincount(labels[rim], minlength=n_labels + 1)
-        inside = np.bincount(labels[text_mask], minlength=n_labels + 1)
-        ticks: list[tuple[slice, slice, int]] = []
-        for lab, sl in enumerate(ndi.find_objects(labels), start=1):
-            if sl is None:
+    plain = [crop > (med + hi) / 2, crop < (med + lo) / 2, crop > t, crop < t]
+    out: list[tuple[float, BarMeasurement, float]] = []
+    for opened in (False, True):
+        if opened:
+            # nothing in the plain masks: a thick bar joined to bright (dark) regions of the
+            # micrograph by thinner bridges, opened apart; only a band with something still
+            # attached is taken there (opening also squares off blobs that are not bars)
+            if out:
+                break
+            k = np.ones((5, 5), bool)
+            masks = [ndi.binary_opening(plain[0], k), ndi.binary_opening(plain[1], k)]
+        else:
+            masks = plain
+        extent_of = _touched_extent if opened else _bar_extent
+        found = []
+        for mask in masks:
+            masked = _glyph_rows(mask, text_mask)
+            mask = mask & ~masked
+            labels, n_labels = ndi.label(mask, structure=np.ones((3, 3), bool))
+            # a component lying along the masked label's rim, or reaching into the label's
+            # rectangle, and exactly as wide as the label is the rest of the box the label
+            # sits on, not a bar (checked on the measured bar below: the mask may cut it)
+            rim = ndi.binary_dilation(masked) & ~masked
+            contact = np.bincount(labels[rim], minlength=n_labels + 1)
+            inside = np.bincount(labels[text_mask], minlength=n_labels + 1)
+            ticks: list[tuple[slice, slice, int]] = []
+            for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+                if sl is None:
+                    continue
+                r0, c0, r1, c1 = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
+                bh, bw = r1 - r0, c1 - c0
+                if 3 <= bh <= 1.5 * th and bh >= 1.5 * bw and 0 < r0 and r1 < crop.shape[0] and 0 < c0 and c1 < crop.shape[1]:
+                    ticks.append((sl[0], sl[1], lab))  # a tick mark of a ruler, maybe
+                if max(bh, bw) < 6:
+                    continue
+                if r0 == 0 or c0 == 0 or r1 == crop.shape[0] or c1 == crop.shape[1]:
+                    continue  # cut by the window: an edge, a frame or a large object
+                box = (ra + c0, rya + r0, ra + c1, rya + r1)
+                if _gap((x0, y0, x1, y1), box) / th > _MAX_GAP_TH:
+                    continue
+                extent = extent_of(labels[sl] == lab, th)
+                if extent is None:
+                    continue
+                r0, c0, r1, c1 = r0 + extent[0], c0 + extent[1], r0 + extent[2], c0 + extent[3]
+                bh, bw = r1 - r0, c1 - c0
+                box = (ra + c0, rya + r0, ra + c1, rya + r1)
+                cost = _placement_cost(box, (x0, y0, x1, y1))
+                if cost is not None:
+                    against_label = bool(contact[lab] >= 0.5 * max(bh, bw) or inside[lab] > 0)
+                    found.append((cost, box, _gap((x0, y0, x1, y1), box) / th, against_label))
+            # tick marks in a row, equally spaced: a ruler (Hitachi's), measured end to end
+            ruler = _group_ruler(ticks) if len(ticks) >= _MIN_RULER_TICKS else []
+            if len(ruler) >= _MIN_RULER_TICKS:
+                r0, r1 = min(tick[0].start for tick in ruler), max(tick[0].stop for tick in ruler)
+                box = (ra + ruler[0][1].start, rya + r0, ra + ruler[-1][1].stop, rya + r1)
+                cost = _placement_cost(box, (x0, y0, x1, y1))
+                if cost is not None:
+                    found.append((cost, box, _gap((x0, y0, x1, y1), box) / th, False))
+        seen = set()
+        for cost, box, gap, against_label in sorted(found, key=lambda f: f[0])[:10]:
+            if box in seen:
                 continue
-            r0, c0, r1, c1 = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
-            bh, bw = r1 - r0, c1 - c0
-            if 3 <= bh <= 1.5 * th and bh >= 1.5 * bw and 0 < r0 and r1 < crop.shape[0] and 0 < c0 and c1 < crop.shape[1]:
-                ticks.append((sl[0], sl[1], lab))  # a tick mark of a ruler, maybe
-            if max(bh, bw) < 6:
-                continue
-            if r0 == 0 or c0 == 0 or r1 == crop.shape[0] or c1 == crop.shape[1]:
-                continue  # cut by the window: an edge, a frame or a large object
-            box = (ra + c0, rya + r0, ra + c1, rya + r1)
-            if _gap((x0, y0, x1, y1), box) / th > _MAX_GAP_TH:
-                continue
-            extent = extent_of(labels[sl] == lab, th)
-            if extent is None:
-                continue
-            r0, c0, r1, c1 = r0 + extent[0], c0 + extent[1], r0 + extent[2], c0 + extent[3]
-            bh, bw = r1 - r0, c1 - c0
-            box = (ra + c0, rya + r0, ra + c1, rya + r1)
-            cost = _placement_cost(box, (x0, y0, x1, y1))
-            if cost is not None:
-                against_label = bool(contact[lab] >= 0.5 * max(bh, bw) or inside[lab] > 0)
-                found.append((cost, box, _gap((x0, y0, x1, y1), box) / th, against_label))
-        # tick marks in a row, equally spaced: a ruler (Hitachi's), measured end to end
-        ruler = _group_ruler(ticks) if len(ticks) >= _MIN_RULER_TICKS else []
-        if len(ruler) >= _MIN_RULER_TICKS:
-            r0, r1 = min(tick[0].start for tick in ruler), max(tick[0].stop for tick in ruler)
-            box = (ra + ruler[0][1].start, rya + r0, ra + ruler[-1][1].stop, rya + r1)
-            cost = _placement_cost(box, (x0, y0, x1, y1))
-            if cost is not None:
-                found.append((cost, box, _gap((x0, y0, x1, y1), box) / th, False))
-    out, seen = [], set()
-    for cost, box, gap, against_label in sorted(found, key=lambda f: f[0])[:10]:
-        if box in seen:
-            continue
-        seen.add(box)
-        m = _measure(image, _pad_box(box, 2, image.shape))
-        if m is None or ("touches box edge" in m.notes and not any(n.startswith("touches image edge") for n in m.notes)):
-            continue  # not found, or a piece of something longer than the component
-        if against_label and abs(m.bbox[0] - x0) <= max(2.0, 0.05 * tw) and abs(m.bbox[2] - x1) <= max(2.0, 0.05 * tw):
-            continue  # the label's own box where the label's rectangle cut it: as wide as the label
-        along = (box[2] - box[0]) if m.orientation == "h" else (box[3] - box[1])
-        # the measured bar is the component, give or take; it may also reach into the
-        # label's rectangle, where the mask cut it (a bracket's tick against the label)
-        ax = (0, 2) if m.orientation == "h" else (1, 3)
-        into_label = max(0.0, min(m.bbox[ax[1]], text_box[ax[1]] + 1) - max(m.bbox[ax[0]], text_box[ax[0]] - 1))
-        tol = max(2.0, 0.1 * along)
-        if -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0):
-            out.append((cost, _outlined(image, m), gap))
+            seen.add(box)
+            m = _measure(image, _pad_box(box, 2, image.shape))
+            if m is None or ("touches box edge" in m.notes and not any(n.startswith("touches image edge") for n in m.notes)):
+                continue  # not found, or a piece of something longer than the component
+            if against_label and abs(m.bbox[0] - x0) <= max(2.0, 0.05 * tw) and abs(m.bbox[2] - x1) <= max(2.0, 0.05 * tw):
+                continue  # the label's own box where the label's rectangle cut it: as wide as the label
+            along = (box[2] - box[0]) if m.orientation == "h" else (box[3] - box[1])
+            # the measured bar is the component, give or take; it may also reach into the
+            # label's rectangle, where the mask cut it (a bracket's tick against the label)
+            ax = (0, 2) if m.orientation == "h" else (1, 3)
+            into_label = max(0.0, min(m.bbox[ax[1]], text_box[ax[1]] + 1) - max(m.bbox[ax[0]], text_box[ax[0]] - 1))
+            tol = max(2.0, 0.1 * along)
+            if -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0):
+                out.append((cost, _outlined(image, m), gap))
     return out
 
 

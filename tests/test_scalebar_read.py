@@ -10,7 +10,7 @@ pytest.importorskip("rapidocr_onnxruntime")
 
 from micrometry.calibrate.scalebar._image import longest_row_runs  # noqa: E402
 from micrometry.calibrate.scalebar.detect import Detection  # noqa: E402
-from micrometry.calibrate.scalebar.read import _bar_extent, _bar_shaped, _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
+from micrometry.calibrate.scalebar.read import _bar_extent, _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
 
 
 class _BoxesDetector:
@@ -21,6 +21,12 @@ class _BoxesDetector:
 
     def detect(self, image, **kw):
         return list(self.dets)
+
+
+def _read_with_label_box(img, box, score):
+    """read_scalebar with one detected label box and nothing else (no text search)."""
+    det = _BoxesDetector([Detection("label", score, tuple(float(v) for v in box))])
+    return read_scalebar(img, detector=det, text_search=False)
 
 
 def _paste_text(img, text, x, y, fg, bg, size=18):
@@ -76,8 +82,7 @@ def test_label_cut_by_the_detector_box_is_read_whole():
     """A label box that misses the first two digits ("0 nm" of "200 nm"): the line is found whole."""
     img, (x0, y0, x1, y1) = _scene(120, "200 nm")
     cut = (x0 + 22.0, float(y0), float(x1), float(y1))
-    det = _BoxesDetector([Detection("label", 0.6, cut)])
-    r = read_scalebar(img, detector=det, text_search=False)
+    r = _read_with_label_box(img, cut, 0.6)
     assert r is not None and r.value == 200 and r.unit == "nm"
     assert abs(r.nm_per_px - 200 / 120) / (200 / 120) < 0.01
 
@@ -108,8 +113,7 @@ def test_the_box_a_label_sits_on_is_not_taken_for_its_bar():
     img[180:186, 30:130] = 0  # the bar, 100 px
     img[160:205, 150:290] = 0  # the label's box
     box = _paste_text(img, "200 nm", 165, 172, 255, 0, size=20)
-    det = _BoxesDetector([Detection("label", 0.3, tuple(float(v) for v in box))])
-    r = read_scalebar(img, detector=det, text_search=False)
+    r = _read_with_label_box(img, box, 0.3)
     assert r is not None and r.value_nm == 200
     assert abs(r.bar_px - 100) <= 0.5, r.bar_bbox
 
@@ -128,12 +132,12 @@ def test_bar_shape_accepts_ticked_lines_and_rejects_frames_and_blobs():
     crossed = np.zeros((25, 80), bool)  # a line through a particle: thick over half its length
     crossed[12, :] = True
     crossed[2:23, 20:60] = True
-    assert _bar_shaped(solid, th) and _bar_shaped(solid.T, th)
-    assert _bar_shaped(ticked, th) and _bar_shaped(ticked.T, th)
-    assert not _bar_shaped(frame, th)
-    assert not _bar_shaped(disc, th)
-    assert not _bar_shaped(crossed, th)
-    assert not _bar_shaped(np.ones((20, 40), bool), th)  # too thick for its label
+    assert _bar_extent(solid, th) is not None and _bar_extent(solid.T, th) is not None
+    assert _bar_extent(ticked, th) is not None and _bar_extent(ticked.T, th) is not None
+    assert _bar_extent(frame, th) is None
+    assert _bar_extent(disc, th) is None
+    assert _bar_extent(crossed, th) is None
+    assert _bar_extent(np.ones((20, 40), bool), th) is None  # too thick for its label
 
 
 def test_thin_ticked_bar_in_noise_is_measured_end_to_end():
@@ -143,8 +147,7 @@ def test_thin_ticked_bar_in_noise_is_measured_end_to_end():
     img[200, 80:190] = 255  # 110 px from outer tick edge to outer tick edge
     img[194:201, 80] = img[194:201, 189] = 255
     box = _paste_text(img, "500 nm", 105, 203, 255, 90)
-    det = _BoxesDetector([Detection("label", 0.4, tuple(float(v) for v in box))])
-    r = read_scalebar(img, detector=det, text_search=False)
+    r = _read_with_label_box(img, box, 0.4)
     assert r is not None and r.value_nm == 500
     assert abs(r.bar_px - 110) <= 1.0, r.bar_bbox
 
@@ -162,8 +165,7 @@ def test_vertical_label_beside_a_vertical_bar():
     y, x = 150 - ph // 2, 118
     img[y : y + ph, x : x + pw] = np.round(50 * (1 - patch) + 255 * patch).astype(np.uint8)
     img[y + ph + 19 : y + ph + 23, x + pw // 2 - 15 : x + pw // 2 + 15] = 255  # a line below, not the bar
-    det = _BoxesDetector([Detection("label", 0.4, (float(x - 2), float(y - 4), float(x + pw + 2), float(y + ph + 4)))])
-    r = read_scalebar(img, detector=det, text_search=False)
+    r = _read_with_label_box(img, (float(x - 2), float(y - 4), float(x + pw + 2), float(y + ph + 4)), 0.4)
     assert r is not None and r.value_nm == 2000
     assert r.orientation == "v" and abs(r.bar_px - 180) <= 1.0, r.bar_bbox
 
@@ -173,11 +175,11 @@ def test_bar_shape_accepts_a_short_bracket_and_a_bar_touched_by_a_particle():
     bracket = np.zeros((11, 19), bool)  # "⊔": ticks take a third of its length, all at the ends
     bracket[6:, :] = True
     bracket[:, :3] = bracket[:, -3:] = True
-    assert _bar_shaped(bracket, th)
+    assert _bar_extent(bracket, th) is not None
     middle = bracket.copy()  # the same amount of thicker positions in the middle is not a bar
     middle[:, :3] = middle[:, -3:] = False
     middle[:6, 8:14] = True
-    assert not _bar_shaped(middle, th)
+    assert _bar_extent(middle, th) is None
     touched = np.zeros((60, 70), bool)  # a 28 x 70 bar, a bright wedge reaching down to it
     touched[32:, :] = True
     for r in range(32):
@@ -196,8 +198,7 @@ def test_short_bracket_against_its_label_is_measured_whole():
     x = box[0] - 29
     img[100:105, x : x + 19] = 0  # the line, 19 px
     img[94:105, x : x + 3] = img[94:105, x + 16 : x + 19] = 0  # the ticks, 11 px tall
-    det = _BoxesDetector([Detection("label", 0.6, tuple(float(v) for v in box))])
-    r = read_scalebar(img, detector=det, text_search=False)
+    r = _read_with_label_box(img, box, 0.6)
     assert r is not None and r.value_nm == 100
     assert abs(r.bar_px - 19) <= 0.5, r.bar_bbox
 
@@ -211,8 +212,7 @@ def test_thick_bar_joined_to_bright_regions_is_measured():
         img[r, 45 - (r - 120) // 20 : 55 + (r - 120) // 20] = 200
     img[215:265, 120:300] = 255  # the label's white box
     box = _paste_text(img, "100 nm", 135, 222, 0, 255, size=30)
-    det = _BoxesDetector([Detection("label", 0.3, tuple(float(v) for v in box))])
-    r = read_scalebar(img, detector=det, text_search=False)
+    r = _read_with_label_box(img, box, 0.3)
     assert r is not None and r.value_nm == 100
     assert abs(r.bar_px - 70) <= 1.0, r.bar_bbox
 
@@ -227,8 +227,7 @@ def test_dotted_ruler_of_an_sem_data_bar_is_measured_tick_to_tick():
         img[243:250, x : x + 2] = 230
     _paste_text(img, "S4800 3.0kV x3.00k", 10, 262, 230, 0, size=16)
     box = _paste_text(img, "10.0um", 420, 258, 230, 0, size=16)
-    det = _BoxesDetector([Detection("label", 0.6, tuple(float(v) for v in box))])
-    r = read_scalebar(img, detector=det, text_search=False)
+    r = _read_with_label_box(img, box, 0.6)
     assert r is not None and r.value_nm == 10_000
     assert abs(r.bar_px - 162) <= 1.0, r.bar_bbox
     assert r.checks["bar_method"] == "ruler"
@@ -253,7 +252,6 @@ def test_hollow_bar_is_measured_to_its_outline():
     img[ndi.binary_dilation(glyph, iterations=2) & ~glyph] = 120
     img[glyph] = 255
     img = np.clip(ndi.gaussian_filter(img, 0.6), 0, 255).astype(np.uint8)
-    det = _BoxesDetector([Detection("label", 0.5, (x - 2.0, y - 2.0, x + pw + 2.0, y + ph + 2.0))])
-    r = read_scalebar(img, detector=det, text_search=False)
+    r = _read_with_label_box(img, (x - 2.0, y - 2.0, x + pw + 2.0, y + ph + 2.0), 0.5)
     assert r is not None and r.value_nm == 500
     assert abs(r.bar_px - 126) <= 1.0, r.bar_bbox

@@ -1,10 +1,11 @@
-"""Pixel conversions shared by the scale-bar detector and the OCR reader."""
+"""Pixel conversions and mask shape tests shared by the scale-bar detector, the OCR reader
+and the bar search."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["grey", "longest_row_runs", "to_uint8"]
+__all__ = ["filled_band", "grey", "longest_row_runs", "only_at_ends", "to_uint8"]
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -63,3 +64,28 @@ def longest_row_runs(mask: np.ndarray) -> np.ndarray:
     last_false = np.maximum.accumulate(np.where(m, -1, cols), axis=1)
     runs = np.where(m, cols - last_false, 0)
     return runs.max(axis=1) if w else np.zeros(h, int)
+
+
+def filled_band(mask: np.ndarray, fill: float = 0.9) -> tuple[int, int] | None:
+    """The rows ``(start, stop)`` of a boolean (M, N) mask filled over `fill` of its width,
+    when they form one contiguous band (a line along the columns); None otherwise.
+
+    >>> filled_band(np.array([[0, 1, 0], [1, 1, 1], [1, 1, 1], [0, 0, 1]], bool))
+    (1, 3)
+    """
+    full = np.flatnonzero(np.asarray(mask, dtype=bool).sum(axis=1) >= fill * mask.shape[1])
+    if full.size == 0 or full[-1] - full[0] + 1 != full.size:
+        return None
+    return int(full[0]), int(full[-1]) + 1
+
+
+def only_at_ends(flags: np.ndarray) -> bool:
+    """True when the True positions of a 1-D array are all in its outer quarters (none in
+    the middle half): the ticks of a bracket, not a particle across a line.
+
+    >>> only_at_ends(np.array([1, 1, 0, 0, 0, 0, 0, 1], bool)), only_at_ends(np.array([0, 0, 0, 1, 0, 0, 0, 0], bool))
+    (True, False)
+    """
+    n = len(flags)
+    q = int(np.ceil(0.25 * n))
+    return not np.asarray(flags, dtype=bool)[q : n - q].any()

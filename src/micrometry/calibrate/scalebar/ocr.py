@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from micrometry.calibrate.scalebar._image import grey as _grey
-from micrometry.calibrate.scalebar._image import longest_row_runs
+from micrometry.calibrate.scalebar._image import filled_band, longest_row_runs, only_at_ends
 from micrometry.calibrate.scalebar._image import to_uint8 as _to_uint8
 from micrometry.calibrate.scalebar.parse import _LABEL_RE, ScaleLabel, _normalise, parse_scale_label
 
@@ -315,14 +315,14 @@ def _is_bracket(mask: np.ndarray, glyph_h: float) -> bool:
     bh, bw = mask.shape
     if bw < 0.8 * glyph_h or bh < 3:
         return False
-    full = np.flatnonzero(mask.sum(axis=1) >= 0.9 * bw)
-    if full.size == 0 or full[-1] - full[0] + 1 != full.size or full.size > 0.5 * bh:
+    band = filled_band(mask)
+    if band is None or band[1] - band[0] > 0.5 * bh:
         return False
-    if full[0] > 1 and full[-1] < bh - 2:  # the band is not at the bottom or top
+    if band[0] > 1 and band[1] < bh - 1:  # the band is not at the bottom or top
         return False
-    q = int(np.ceil(0.25 * bw))
-    rest = np.delete(mask, full, axis=0)
-    return bool(rest[:, :q].any() and rest[:, bw - q :].any() and not rest[:, q : bw - q].any())
+    ticks = np.delete(mask, np.s_[band[0] : band[1]], axis=0).any(axis=0)
+    return bool(ticks[0 : int(np.ceil(0.25 * bw))].any() and ticks[bw - int(np.ceil(0.25 * bw)) :].any()
+                and only_at_ends(ticks))
 
 
 def _trim(crop: np.ndarray, xa: int, ya: int, xb: int, yb: int) -> tuple[int, int, int, int]:

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from micrometry.calibrate.scalebar._image import grey, longest_row_runs
+from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_runs, only_at_ends
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, read_scale_label
 
@@ -337,16 +337,14 @@ def _touched_band(line: np.ndarray, th: float) -> tuple[int, int] | None:
     it), and the rows next to the band less than half filled (next to a disc's widest rows
     they are not).  Returns the band's rows ``(start, stop)`` or None."""
     across, long_ = line.shape
-    full = np.flatnonzero(line.sum(axis=1) >= 0.9 * long_)
-    t_band = int(full.size)
-    if t_band == 0 or full[-1] - full[0] + 1 != t_band:
+    band = filled_band(line)
+    if band is None or band[1] - band[0] == across:  # nothing touches a plain rectangle: the caller judges it
         return None
-    if t_band == across:  # nothing touches it: a plain rectangle, judged as one by the caller
-        return None
+    t_band = band[1] - band[0]
     if not (max(4.0, 0.3 * th) <= t_band <= 1.2 * th and long_ >= max(2.0 * t_band, 1.5 * th)):
         return None
-    nxt = [line[i].sum() for i in (full[0] - 1, full[-1] + 1) if 0 <= i < across]
-    return (int(full[0]), int(full[-1]) + 1) if max(nxt, default=0) < 0.5 * long_ else None
+    nxt = [line[i].sum() for i in (band[0] - 1, band[1]) if 0 <= i < across]
+    return band if max(nxt, default=0) < 0.5 * long_ else None
 
 
 def _bar_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] | None:
@@ -371,15 +369,12 @@ def _bar_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] |
         return None
     if long_ >= 2.5 * across and across <= 1.2 * th and line.sum() >= 0.25 * across * long_:
         return whole
-    full = np.flatnonzero(line.sum(axis=1) >= 0.9 * long_)
-    t_line = int(full.size)
-    if t_line and full[-1] - full[0] + 1 == t_line and t_line <= 1.2 * th and long_ >= 2.5 * t_line \
-            and across <= 3.0 * th:  # one band (a frame's two sides are not a bar)
+    band = filled_band(line)  # one band (a frame's two sides are not a bar)
+    t_line = 0 if band is None else band[1] - band[0]
+    if t_line and t_line <= 1.2 * th and long_ >= 2.5 * t_line and across <= 3.0 * th:
         thick = line.sum(axis=0) > t_line + 1
-        # a short bar's ticks take more of its length ("⊔" of 19 px): thicker positions
-        # only in the outer quarters, none in the middle half
-        q = int(np.ceil(0.25 * long_))
-        if thick.mean() <= 0.3 or (thick.mean() <= 0.5 and not thick[q : long_ - q].any()):
+        # a short bar's ticks take more of its length ("⊔" of 19 px): then only at its ends
+        if thick.mean() <= 0.3 or (thick.mean() <= 0.5 and only_at_ends(thick)):
             return whole
     return _touched_extent(component, th)
 
@@ -395,15 +390,10 @@ def _touched_extent(component: np.ndarray, th: float) -> tuple[int, int, int, in
     return None
 
 
-def _bar_shaped(component: np.ndarray, th: float) -> bool:
-    """True when a component (its mask, cropped to its box) is shaped like a scale bar
-    (:func:`_bar_extent`)."""
-    return _bar_extent(component, th) is not None
-
-
-def _placement_cost(box, text_box) -> float | None:
+def _placement_cost(box, text_box) -> tuple[float, float] | None:
     """How well a bar's box (x0, y0, x1, y1) sits where scale bars sit relative to their
-    label's box: None when it cannot be the label's bar, else a cost (lower is better).
+    label's box: None when it cannot be the label's bar, else ``(cost, gap)``, the cost
+    lower for a better place, the gap in label heights.
 
     Above or below the label: centred within 2 label widths, 0.2-6 label widths long,
     and not much shorter than the label (a fragment of noise or a particle's edge
@@ -422,14 +412,14 @@ def _placement_cost(box, text_box) -> float | None:
             offset = ((box[0] + box[2]) / 2 - (x0 + x1) / 2) / tw
             if abs(offset) > _MAX_OFFSET_TW or not (_LENGTH_TW[0] <= bw / tw <= _LENGTH_TW[1]):
                 return None
-            return gap + 0.5 * abs(offset) + 2.0 * max(0.0, 0.5 - bw / tw)
+            return gap + 0.5 * abs(offset) + 2.0 * max(0.0, 0.5 - bw / tw), gap
         if box[3] < y0 or box[1] > y1 or bw < 0.5 * th:  # beside: on its rows
             return None
-        return gap + 0.5
+        return gap + 0.5, gap
     over_label = not (box[2] <= x0 or box[0] >= x1)
     if bh < 1.0 * th or (not over_label and (box[3] < y0 or box[1] > y1)):
         return None
-    return gap + 0.5
+    return gap + 0.5, gap
 
 
 def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasurement, float]]:
@@ -509,8 +499,9 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                     continue
                 r0, c0, r1, c1 = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
                 bh, bw = r1 - r0, c1 - c0
-                if 3 <= bh <= 1.5 * th and bh >= 1.5 * bw and 0 < r0 and r1 < crop.shape[0] and 0 < c0 and c1 < crop.shape[1]:
-                    ticks.append((sl[0], sl[1], lab))  # a tick mark of a ruler, maybe
+                if not opened and 3 <= bh <= 1.5 * th and bh >= 1.5 * bw and 0 < r0 and r1 < crop.shape[0] \
+                        and 0 < c0 and c1 < crop.shape[1]:
+                    ticks.append((sl[0], sl[1], lab))  # a tick mark of a ruler, maybe (opening erases them)
                 if max(bh, bw) < 6:
                     continue
                 if r0 == 0 or c0 == 0 or r1 == crop.shape[0] or c1 == crop.shape[1]:
@@ -524,20 +515,20 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 r0, c0, r1, c1 = r0 + extent[0], c0 + extent[1], r0 + extent[2], c0 + extent[3]
                 bh, bw = r1 - r0, c1 - c0
                 box = (ra + c0, rya + r0, ra + c1, rya + r1)
-                cost = _placement_cost(box, (x0, y0, x1, y1))
-                if cost is not None:
+                placed = _placement_cost(box, (x0, y0, x1, y1))
+                if placed is not None:
                     against_label = bool(contact[lab] >= 0.5 * max(bh, bw) or inside[lab] > 0)
-                    found.append((cost, box, _gap((x0, y0, x1, y1), box) / th, against_label))
+                    found.append((*placed, box, against_label))
             # tick marks in a row, equally spaced: a ruler (Hitachi's), measured end to end
             ruler = _group_ruler(ticks) if len(ticks) >= _MIN_RULER_TICKS else []
             if len(ruler) >= _MIN_RULER_TICKS:
                 r0, r1 = min(tick[0].start for tick in ruler), max(tick[0].stop for tick in ruler)
                 box = (ra + ruler[0][1].start, rya + r0, ra + ruler[-1][1].stop, rya + r1)
-                cost = _placement_cost(box, (x0, y0, x1, y1))
-                if cost is not None:
-                    found.append((cost, box, _gap((x0, y0, x1, y1), box) / th, False))
+                placed = _placement_cost(box, (x0, y0, x1, y1))
+                if placed is not None:
+                    found.append((*placed, box, False))
         seen = set()
-        for cost, box, gap, against_label in sorted(found, key=lambda f: f[0])[:10]:
+        for cost, gap, box, against_label in sorted(found, key=lambda f: f[0])[:10]:
             if box in seen:
                 continue
             seen.add(box)
@@ -563,15 +554,18 @@ def _outlined(image: np.ndarray, m: BarMeasurement) -> BarMeasurement:
     drawn with a grey outline).  Scale bars are measured to the outline's outer edges:
     each end gains the outline's width (its coverage between the outline's and the
     background's grey levels, sub-pixel).  Any other bar is returned as it is."""
-    arr = np.asarray(image, dtype=np.float64)
+    image = np.asarray(image)
     if m.orientation == "v":
-        t = _outlined(arr.T, replace(m, bbox=_transposed_box(m.bbox), orientation="h"))
+        t = _outlined(image.T, replace(m, bbox=_transposed_box(m.bbox), orientation="h"))
         return m if t.bbox == _transposed_box(m.bbox) else replace(t, bbox=_transposed_box(t.bbox), orientation="v")
-    h_img, w_img = arr.shape
-    x0, y0, x1, y1 = m.bbox
-    d = 4  # the widest outline
-    if x0 < d + 5 or y0 < d + 5 or x1 > w_img - d - 5 or y1 > h_img - d - 5 or x1 - x0 < 6:
+    h_img, w_img = image.shape
+    d, pad = 4, 9  # the widest outline; the pixels looked at around the bar
+    bx0, by0, bx1, by1 = m.bbox
+    if bx0 < pad or by0 < pad or bx1 > w_img - pad or by1 > h_img - pad or bx1 - bx0 < 6:
         return m
+    # only the bar's neighbourhood, in its own coordinates (the bar from (pad, pad))
+    arr = np.asarray(image[by0 - pad : by1 + pad, bx0 - pad : bx1 + pad], dtype=np.float64)
+    x0, y0, x1, y1 = pad, pad, pad + bx1 - bx0, pad + by1 - by0
     fill = float(np.median(arr[y0:y1, x0:x1]))
     ring = np.concatenate([arr[y0 - d - 4 : y0 - d, x0:x1].ravel(), arr[y1 + d : y1 + d + 4, x0:x1].ravel(),
                            arr[y0:y1, x0 - d - 4 : x0 - d].ravel(), arr[y0:y1, x1 + d : x1 + d + 4].ravel()])
@@ -607,7 +601,9 @@ def _outlined(image: np.ndarray, m: BarMeasurement) -> BarMeasurement:
     left, right = edges
     if not (1.0 <= x0 - left <= d + 0.5 and 1.0 <= right - x1 <= d + 0.5):
         return m
-    return replace(m, length_px=float(right - left), bbox=(int(np.floor(left + 0.5)), y0, int(np.floor(right + 0.5)), y1),
+    left, right = left + bx0 - pad, right + bx0 - pad  # back to image pixels
+    return replace(m, length_px=float(right - left),
+                   bbox=(int(np.floor(left + 0.5)), by0, int(np.floor(right + 0.5)), by1),
                    notes=tuple(m.notes) + ("outlined",))
 
 

@@ -196,6 +196,19 @@ def test_errors():
         measure_bar(noise.astype(np.complex64), (0, 0, 50, 20))
 
 
+def test_thin_ticked_line_beside_a_frame_in_noise():
+    """A 1-px line with 8-px end ticks (97 px outer) 2 px under the 1-px outline of the
+    white box it is drawn in, on white noise (sigma 17): the noise between frame and
+    bar, thresholded near its median, is one long dark band as long as the bar, but it
+    has a fraction of the bar's contrast.  A 120 x 36 crop of the generator's image
+    ``render_detector_sample(10000148)`` (rows 4-40, columns 125-245); a box that
+    reaches the frame row once padded."""
+    crop = np.load(REPO / "tests" / "data" / "scalebar_ticked_line_in_frame.npy")
+    m = measure_bar(crop, (8, 6, 109, 18))
+    assert m.polarity == "bright" and m.bbox[1] >= 7  # the bar, not the noise or the frame (row 5)
+    assert abs(m.length_px - 97) <= 1.5, (m.length_px, m.bbox, m.notes)
+
+
 def test_emps_ground_truth():
     emps = emps_dir()
     if emps is None:

@@ -53,6 +53,8 @@ CASES: list[tuple[str, float | None, str | None, tuple[str, ...]]] = [
     ("lOO nm", 100, "nm", ("O->0", "l->1")),
     ("5 pm", 5, "um", ("pm->um",)),
     ("0.5pm", 0.5, "um", ("pm->um",)),
+    ("0.2pum", 0.2, "um", ("pum->um",)),
+    ("2 pum", 2, "um", ("pum->um",)),
     ("100 nrn", 100, "nm", ("rn->m",)),
     (f"5 {MU}", 5, "um", ("bare mu",)),
     ("Scale bar: 2 um", 2, "um", ()),

@@ -10,7 +10,7 @@ pytest.importorskip("rapidocr_onnxruntime")
 
 from micrometry.calibrate.scalebar._image import longest_row_runs  # noqa: E402
 from micrometry.calibrate.scalebar.detect import Detection  # noqa: E402
-from micrometry.calibrate.scalebar.read import _bar_extent, _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
+from micrometry.calibrate.scalebar.read import _bar_candidates, _bar_extent, _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
 
 
 class _BoxesDetector:
@@ -255,3 +255,20 @@ def test_hollow_bar_is_measured_to_its_outline():
     r = _read_with_label_box(img, (x - 2.0, y - 2.0, x + pw + 2.0, y + ph + 2.0), 0.5)
     assert r is not None and r.value_nm == 500
     assert abs(r.bar_px - 126) <= 1.0, r.bar_bbox
+
+
+def test_bar_in_the_box_its_label_is_written_in():
+    """A black box (21 x 129 px) holding a white label and, under it, a white 1-px line
+    with end ticks (123 px), as the generator draws a "fill" box.  The label's
+    rectangle (a text line box grown over the bar's rows and left of the glyphs) cuts
+    the bar's first quarter: the bar is measured through the rectangle, and the box,
+    which holds the label's centre, is not a bar."""
+    img = np.full((260, 400), 190, np.uint8)
+    img[149:170, 66:195] = 0
+    _paste_text(img, "1um", 69, 151, 255, 0, size=12)
+    img[166, 69:192] = 255
+    img[163:167, 69] = img[163:167, 191] = 255
+    found = _bar_candidates(img, (58.0, 152.0, 93.0, 170.0))
+    assert found, "no bar found"
+    m = found[0][1]
+    assert m.bbox[1] >= 162 and abs(m.length_px - 123) <= 1.0, m.bbox

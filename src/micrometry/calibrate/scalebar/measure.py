@@ -218,18 +218,41 @@ def _group_ruler(ticks: list[tuple[slice, slice, int]]) -> list[tuple[slice, sli
     return best
 
 
-def _pick(cands: list[_Candidate]) -> _Candidate | None:
+def _contrast_weight(crop: np.ndarray, cand: _Candidate) -> float:
+    """1 for a candidate that stands out from its surroundings by at least a quarter
+    of the crop's grey range (1st-99th percentile), less in proportion below that.
+
+    A threshold near the background's median (three-class Otsu in a noisy crop)
+    makes long components of noise, as long as the bar beside them; their
+    contrast is a fraction of the bar's.
+    """
+    bar, bg = _levels(crop, cand.mask, cand.polarity)
+    contrast = (bar - bg) if cand.polarity == "bright" else (bg - bar)
+    lo, hi = np.percentile(crop, [1, 99])
+    if hi <= lo:
+        return 1.0
+    return float(np.clip(contrast / (0.25 * (hi - lo)), 0.0, 1.0))
+
+
+def _pick(cands: list[_Candidate], crop: np.ndarray | None = None) -> _Candidate | None:
     """The best-scoring candidate; a frame or box around a bar gives way to the bar.
 
-    A candidate of the other polarity lying inside the chosen one's bounds (in
-    its hole) and at least half as long is the bar inside a background box,
-    unless it reaches to within ``_OUTLINE_PX`` of both ends: then the chosen
-    candidate is the outline of a hollow bar, whose outer edge is the
-    convention.
+    With the `crop` the candidates come from, those scoring at least half the
+    best are weighed by their contrast (:func:`_contrast_weight`): a bar beats
+    a band of background noise as long as it.  A candidate of the other
+    polarity lying inside the chosen one's bounds (in its hole) and at least
+    half as long is the bar inside a background box, unless it reaches to
+    within ``_OUTLINE_PX`` of both ends: then the chosen candidate is the
+    outline of a hollow bar, whose outer edge is the convention.
     """
     if not cands:
         return None
     best = max(cands, key=lambda c: (c.score, c.elongation))
+    if crop is not None:
+        top = [c for c in cands if c.score >= 0.5 * best.score]
+        if len(top) > 1:
+            weights = {id(c): _contrast_weight(crop, c) for c in top}
+            best = max(top, key=lambda c: (c.score * weights[id(c)], c.elongation))
     for _ in range(3):
         r0, r1, c0, c1 = best.bounds
         inner = [
@@ -420,7 +443,7 @@ def _measure_box(arr: np.ndarray, crop_box: tuple[int, int, int, int], orientati
     best: tuple[_Candidate, str, np.ndarray] | None = None
     for orient in tries:
         frame = crop if orient == "h" else crop.T
-        cand = _pick(_components(frame))
+        cand = _pick(_components(frame), frame)
         if cand is None:
             continue
         if best is None or (cand.elongation, cand.score) > (best[0].elongation, best[0].score):

@@ -562,9 +562,9 @@ def _read(
 #: microscopy) and Å (atomic resolution) are rare (a few in a thousand: about
 #: e^-4 of nm), and PP-OCR reads a small ``nm`` as ``mm`` now and then.
 UNIT_LOG_PRIOR: dict[str, float] = {"nm": 0.0, "um": 0.0, "mm": -4.0, "A": -3.0}
-# "pm" counts as µm, as in parse_scale_label
+# "pm" and "pum" count as µm, as in parse_scale_label
 _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
-    "nm": ("nm",), "um": ("\u03bcm", "um", "\u00b5m", "pm"), "mm": ("mm",), "A": ("\u00c5", "A"),
+    "nm": ("nm",), "um": ("\u03bcm", "um", "\u00b5m", "pm", "pum"), "mm": ("mm",), "A": ("\u00c5", "A"),
 }
 
 

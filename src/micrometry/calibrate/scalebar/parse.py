@@ -13,7 +13,9 @@ OCR output of burned-in scale-bar labels is noisy in predictable ways.
   ``O``/``o`` → ``0`` and ``l``/``I`` → ``1`` inside numbers, ``rn`` → ``m``
   (``"nrn"``), and ``pm`` → ``µm``.  The last one assumes a ``p`` before
   ``m`` is a misread ``µ``: scale bars in picometres (atomic-resolution
-  images only) are far rarer than OCR dropping the tail of a ``µ``;
+  images only) are far rarer than OCR dropping the tail of a ``µ``.  A
+  bold ``µ`` is also read as ``pu`` (its descender taken for a ``p``):
+  ``"0.2pum"``;
 - ångström written ``Å`` (U+00C5 or the Angstrom sign U+212B), ``A``
   (upper case only) or spelled out (``Angstrom``, ``ångström``);
 - spelled-out units (``nanometer``, ``micron``, ``micrometre``,
@@ -116,6 +118,7 @@ _UNITS: tuple[tuple[str, str, str | None], ...] = (
     (r"[nN]\s?rn", "nm", "rn->m"),
     (r"[uUμ]\s?[mM]", "um", None),
     (r"[uUμ]\s?rn", "um", "rn->m"),
+    (r"[pP]\s?[uμ]\s?[mM]", "um", "pum->um"),
     (r"[pP]\s?[mM]", "um", "pm->um"),
     (r"μ", "um", "bare mu"),
     (r"[mM]\s?[mM]", "mm", None),

@@ -509,7 +509,11 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 box = (ra + c0, rya + r0, ra + c1, rya + r1)
                 if _gap((x0, y0, x1, y1), box) / th > _MAX_GAP_TH:
                     continue
-                extent = extent_of(labels[sl] == lab, th)
+                component = labels[sl] == lab
+                if r0 <= (y0 + y1) / 2 - rya < r1 and c0 <= (x0 + x1) / 2 - ra < c1 \
+                        and (component | masked[sl]).mean() >= 0.6:
+                    continue  # the box the label is written in (a bar is beside its label, not under it)
+                extent = extent_of(component, th)
                 if extent is None:
                     continue
                 r0, c0, r1, c1 = r0 + extent[0], c0 + extent[1], r0 + extent[2], c0 + extent[3]
@@ -517,7 +521,8 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 box = (ra + c0, rya + r0, ra + c1, rya + r1)
                 placed = _placement_cost(box, (x0, y0, x1, y1))
                 if placed is not None:
-                    against_label = bool(contact[lab] >= 0.5 * max(bh, bw) or inside[lab] > 0)
+                    against_label = bool(contact[lab] >= 0.5 * max(bh, bw) or inside[lab] > 0
+                                         or _end_in(labels, lab, masked, (r0, c0, r1, c1)))
                     found.append((*placed, box, against_label))
             # tick marks in a row, equally spaced: a ruler (Hitachi's), measured end to end
             ruler = _group_ruler(ticks) if len(ticks) >= _MIN_RULER_TICKS else []
@@ -533,6 +538,10 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 continue
             seen.add(box)
             m = _measure(image, _pad_box(box, 2, image.shape))
+            if against_label and m is not None and "touches box edge" in m.notes:
+                # the label's rectangle cut the bar (a text line box grown over a bar drawn
+                # right under its glyphs): measured again through the rectangle, along the bar
+                m = _measure(image, _pad_box(_through_label(box, text_box, m.orientation), 2, image.shape))
             if m is None or ("touches box edge" in m.notes and not any(n.startswith("touches image edge") for n in m.notes)):
                 continue  # not found, or a piece of something longer than the component
             if against_label and abs(m.bbox[0] - x0) <= max(2.0, 0.05 * tw) and abs(m.bbox[2] - x1) <= max(2.0, 0.05 * tw):
@@ -546,6 +555,31 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
             if -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0):
                 out.append((cost, _outlined(image, m), gap))
     return out
+
+
+def _end_in(labels: np.ndarray, lab: int, masked: np.ndarray, box) -> bool:
+    """Whether an end of component `lab` of `labels` (along its longer side; `box` =
+    ``(r0, c0, r1, c1)``, its rows and columns) runs into `masked`: the pixel just
+    beyond one of its end pixels is masked (the label's rectangle cut the bar there)."""
+    r0, c0, r1, c1 = box
+    if c1 - c0 < r1 - r0:
+        return _end_in(labels.T, lab, masked.T, (c0, r0, c1, r1))
+    rows = slice(r0, r1)
+    return bool((c0 > 0 and ((labels[rows, c0] == lab) & masked[rows, c0 - 1]).any())
+                or (c1 < masked.shape[1] and ((labels[rows, c1 - 1] == lab) & masked[rows, c1]).any()))
+
+
+def _through_label(box, text_box, orientation: str) -> tuple[float, float, float, float]:
+    """`box` grown along the bar's axis (``"h"`` or ``"v"``) over the label's rectangle,
+    where that rectangle overlaps or adjoins it; its other sides unchanged.
+
+    >>> _through_label((20, 10, 40, 14), (5, 0, 21, 15), "h")
+    (5, 10, 40, 14)
+    """
+    x0, y0, x1, y1 = box
+    if orientation == "h":
+        return (min(x0, text_box[0]), y0, max(x1, text_box[2]), y1)
+    return (x0, min(y0, text_box[1]), x1, max(y1, text_box[3]))
 
 
 def _outlined(image: np.ndarray, m: BarMeasurement) -> BarMeasurement:

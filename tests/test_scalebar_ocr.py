@@ -24,6 +24,7 @@ from micrometry.calibrate.scalebar.ocr import (  # noqa: E402
     ScaleRead,
     TextHit,
     _CTCScorer,
+    _join_split_labels,
     read_scale_label,
     read_text,
 )
@@ -294,3 +295,20 @@ def test_emps_label_boxes():
         print("  read_scale_label miss:", line)
     assert share_raw >= 0.8, raw_misses
     assert share >= 0.8, misses
+
+
+def test_number_and_unit_found_apart_are_joined():
+    """A large label with a wide space found by the text detector as two boxes, "2" and
+    "µm", is one label; a number beside a data-bar item or far from a unit is not."""
+    def hits(*items):
+        return [(TextHit(t, sc, box), None) for t, sc, box in items]
+
+    joined = _join_split_labels(hits(("2", 0.99, (414, 447, 446, 485)), (f"{MU}m", 0.98, (450, 446, 535, 493))),
+                                ocr._is_label)
+    assert [(h.text, h.score, h.bbox) for h, _ in joined] == [(f"2 {MU}m", 0.98, (414, 446, 535, 493))]
+    far = hits(("2", 0.99, (10, 10, 30, 50)), ("nm", 0.98, (90, 10, 130, 50)))  # 60 px apart, 40 px tall
+    assert len(_join_split_labels(far, ocr._is_label)) == 2
+    other_row = hits(("2", 0.99, (10, 10, 30, 50)), ("nm", 0.98, (35, 60, 75, 100)))
+    assert len(_join_split_labels(other_row, ocr._is_label)) == 2
+    data_bar = hits(("20", 0.99, (10, 10, 40, 30)), ("kV", 0.98, (45, 10, 70, 30)), ("200 nm", 0.9, (200, 10, 280, 30)))
+    assert [h.text for h, _ in _join_split_labels(data_bar, ocr._is_label)] == ["20", "kV", "200 nm"]

@@ -10,7 +10,15 @@ pytest.importorskip("rapidocr_onnxruntime")
 
 from micrometry.calibrate.scalebar._image import longest_row_runs  # noqa: E402
 from micrometry.calibrate.scalebar.detect import Detection  # noqa: E402
-from micrometry.calibrate.scalebar.read import _bar_candidates, _bar_extent, _glyph_box, _glyph_rows, read_scalebar  # noqa: E402
+from micrometry.calibrate.scalebar.read import (  # noqa: E402
+    _bar_candidates,
+    _bar_extent,
+    _candidate,
+    _glyph_box,
+    _glyph_rows,
+    _placement_cost,
+    read_scalebar,
+)
 
 
 class _BoxesDetector:
@@ -272,3 +280,28 @@ def test_bar_in_the_box_its_label_is_written_in():
     assert found, "no bar found"
     m = found[0][1]
     assert m.bbox[1] >= 162 and abs(m.length_px - 123) <= 1.0, m.bbox
+
+
+def test_long_bar_under_a_short_label_is_placed():
+    """A 269 px bar under a 41 px wide "2um" (6.6 label widths; the generator reaches
+    8.3) is a candidate; one over 9 label widths is not."""
+    label = (141.0, 27.0, 182.0, 48.0)
+    assert _placement_cost((28, 49, 297, 61), label) is not None
+    assert _placement_cost((0, 49, 400, 61), label) is None
+
+
+def test_uncertain_unit_giving_an_impossible_pixel_size_gives_way_to_the_runner_up():
+    """"25 nm" read as "25mm" with a log-margin of 0.4 over nm: 25 mm over a 69 px bar is
+    362 µm/px, which no microscope in range gives; the runner-up unit (nm) is used, with
+    the uncertainty kept in the confidence.  A confident unit is not overruled."""
+    from micrometry.calibrate.scalebar.ocr import ScaleRead, TextHit
+    from micrometry.calibrate.scalebar.parse import parse_scale_label
+
+    img, box = _scene(69, "25 nm")
+    hit = TextHit("25mm", 0.98, tuple(float(v) for v in box))
+    mm, nm = parse_scale_label("25mm"), parse_scale_label("25nm")
+    unsure = _candidate(img, ScaleRead(mm, hit, False, 0.4, nm), box, 0.8, [], via_text_search=False)
+    assert unsure is not None and unsure.unit == "nm" and abs(unsure.nm_per_px - 25 / 69) < 0.01
+    assert unsure.checks["factors"]["unit_margin"] < 1 and unsure.checks["factors"]["plausible_size"] == 1
+    sure = _candidate(img, ScaleRead(mm, hit, False, 5.0, nm), box, 0.8, [], via_text_search=False)
+    assert sure is not None and sure.unit == "mm" and sure.confidence < 0.1

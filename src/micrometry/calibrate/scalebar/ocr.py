@@ -521,7 +521,10 @@ def _read(
         return [(TextHit(text, score, (float(xa), float(ya), float(xb), float(yb))), scorer)] if text else []
 
     def detected(img: np.ndarray) -> list[tuple[TextHit, None]]:
-        pad = max(8, img.shape[0] // 2)
+        # a margin of background gives DB's detector room around a tight label crop; over a
+        # wide band a wide flat margin makes it join textured (noisy) background into one
+        # large "line" around the label: at most 16 px
+        pad = max(8, min(img.shape[0] // 2, 16))
         bgv = int(np.median(img))
         padded = np.pad(img, pad, mode="constant", constant_values=bgv)
         hits = []
@@ -536,7 +539,7 @@ def _read(
             )
             hits.append((TextHit(text, score, bbox), None))
         hits.sort(key=lambda t: (round(t[0].bbox[1] / max(1.0, (yb - ya) / 4)), t[0].bbox[0]))
-        return hits
+        return _join_split_labels(hits, accept) if accept is not None else hits
 
     attempts: list[Callable[[], list[tuple[TextHit, _CTCScorer | None]]]] = []
     if box is not None and single_line:
@@ -554,6 +557,41 @@ def _read(
         if score > best_score:
             best, best_score = hits, score
     return best
+
+
+def _join_split_labels(hits: list, accept: Callable[[str], bool]) -> list:
+    """Join a number and its unit that the text detector found as two lines.
+
+    A large label with a wide space ("2  µm", 50 px tall) is split into two boxes
+    now and then.  Two hits on the same text line (overlapping rows over half the
+    shorter height), the gap between them under one line height, neither accepted
+    alone but accepted joined (``"2" + " " + "µm"``), become one hit with their
+    union box and the lower score.  Everything else is left as it is.
+    """
+    out = list(hits)
+    i = 0
+    while i < len(out):
+        (a, _), j = out[i], None
+        if not accept(a.text):
+            for k, (b, _) in enumerate(out):
+                if k == i or accept(b.text) or b.bbox[0] < a.bbox[2] - 0.5 * (a.bbox[3] - a.bbox[1]):
+                    continue
+                h = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+                overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
+                if overlap >= 0.5 * h and b.bbox[0] - a.bbox[2] <= max(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1]) \
+                        and accept(f"{a.text} {b.text}"):
+                    j = k
+                    break
+        if j is None:
+            i += 1
+            continue
+        b = out[j][0]
+        box = (min(a.bbox[0], b.bbox[0]), min(a.bbox[1], b.bbox[1]), max(a.bbox[2], b.bbox[2]), max(a.bbox[3], b.bbox[3]))
+        out[i] = (TextHit(f"{a.text} {b.text}", min(a.score, b.score), box), None)
+        del out[j]
+        if j < i:
+            i -= 1
+    return out
 
 
 #: Log prior of each label unit, added to the recognizer's log-likelihood when
@@ -587,12 +625,17 @@ class ScaleRead:
         prior included: small values (< 2) mean the unit is uncertain.
         ``None`` when the back-end gives no per-frame probabilities (a line
         found by the detector, or ``backend="paddleocr"``).
+    runner_up : ScaleLabel or None
+        The label with the next most likely unit (same number), when the units
+        were compared; a reader may prefer it when the chosen unit gives an
+        implausible pixel size and `log_margin` is small.
     """
 
     label: ScaleLabel
     hit: TextHit
     rescored: bool
     log_margin: float | None
+    runner_up: ScaleLabel | None = None
 
 
 def _is_label(text: str) -> bool:
@@ -655,17 +698,19 @@ def read_scale_label(
                 scores[unit] = max(lls) + prior.get(unit, 0.0)
         if label.unit not in scores:
             return ScaleRead(label, hit, False, None)
-        chosen = max(scores, key=scores.__getitem__)
-        others = [v for u, v in scores.items() if u != chosen]
-        margin = scores[chosen] - max(others) if others else None
-        if chosen == label.unit:
-            return ScaleRead(label, hit, False, margin)
-        symbol = {"nm": "nm", "um": "µm", "mm": "mm", "A": "Å"}[chosen]
-        relabelled = dataclasses.replace(
-            label,
-            unit=chosen,
-            value_nm=to_nm(label.value, symbol),
-            corrections=label.corrections + (f"{label.unit}->{chosen} (OCR likelihood)",),
-        )
-        return ScaleRead(relabelled, hit, True, margin)
+        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+        chosen = ranked[0]
+        margin = scores[chosen] - scores[ranked[1]] if len(ranked) > 1 else None
+
+        def as_unit(unit: str, why: str) -> ScaleLabel:
+            if unit == label.unit:
+                return label
+            symbol = {"nm": "nm", "um": "µm", "mm": "mm", "A": "Å"}[unit]
+            return dataclasses.replace(
+                label, unit=unit, value_nm=to_nm(label.value, symbol),
+                corrections=label.corrections + (f"{label.unit}->{unit} ({why})",),
+            )
+
+        runner_up = as_unit(ranked[1], "runner-up unit") if len(ranked) > 1 else None
+        return ScaleRead(as_unit(chosen, "OCR likelihood"), hit, chosen != label.unit, margin, runner_up)
     return None

@@ -68,6 +68,14 @@ def model_arg(wildcards, input):
     return f"--model {Path(input.model[0]).parent}" if input.model else ""
 
 
+def dask_option():
+    """Where the segment jobs send their tiles: an existing scheduler, dask-cuda, or
+    (empty) a LocalCluster inside the job."""
+    if config["dask"]["address"]:
+        return f"--dask-address {shlex.quote(str(config['dask']['address']))}"
+    return "--dask-cuda" if config["dask"]["cuda"] else ""
+
+
 def segment_model_sha256():
     """SHA-256 of the flow model's weights: a new model reruns segment and what follows."""
     if config["segment"]["method"] != "flow":

@@ -3,7 +3,7 @@ rule segment:
     JSON is the rule's declared output (a file inside the store cannot be one)."""
     input:
         store=f"{RESULTS}/images/{{sample}}.ome.zarr",
-        roi=roi_mask,
+        roi=roi_mask if config["segment"]["roi_dir"] else [],
         model=segment_model(),  # weights first: model_arg takes its folder
     output:
         summary=f"{RESULTS}/segment/{{sample}}.json",
@@ -16,13 +16,13 @@ rule segment:
         settings=segment_settings(),
         model_sha256=segment_model_sha256(),
         model=model_arg,
-        roi=lambda wildcards, input: f"--roi {input.roi[0]}" if input.roi else "",
+        # no per-job function unless an ROI folder is configured: Snakemake inspects each
+        # one for every job it plans
+        roi=(lambda wildcards, input: f"--roi {input.roi[0]}" if input.roi else "")
+        if config["segment"]["roi_dir"] else "",
         # where tiles run is not a result, so it must not trigger reruns: Snakemake does not
         # record params derived from the input (a function taking `input`)
-        dask=lambda wildcards, input: (
-            f"--dask-address {config['dask']['address']}" if config["dask"]["address"]
-            else ("--dask-cuda" if config["dask"]["cuda"] else "")
-        ),
+        dask=lambda wildcards, input: dask_option(),
     threads: 2
     resources:
         mem_mb=4000,

@@ -343,6 +343,21 @@ def test_new_model_reruns_segment_measure_aggregate_not_ingest_or_calibrate(run)
     assert _nothing_to_do(_dry_run(run))
 
 
+def test_where_tiles_run_does_not_rerun_anything(run):
+    """An existing Dask scheduler or dask-cuda for the tiles changes the segment command,
+    not its results: nothing reruns (the option is in the shell command, not a param)."""
+    cfg = run["root"] / "config.yaml"
+    extra = run["root"] / "dask.yaml"
+    try:
+        for dask in ("address: tcp://127.0.0.1:8786", "cuda: true"):
+            extra.write_text(f"dask:\n  {dask}\n")
+            proc = snakemake(run["root"], "--configfile", str(cfg), str(extra), "-n")
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+            assert _nothing_to_do(proc), proc.stdout[-3000:]
+    finally:
+        extra.unlink(missing_ok=True)
+
+
 def _output_hashes(results: Path) -> dict[str, str]:
     """SHA-256 of every result file except run records (logs, benchmarks, provenance, lock)."""
     import hashlib

@@ -209,6 +209,20 @@ def test_thin_ticked_line_beside_a_frame_in_noise():
     assert abs(m.length_px - 97) <= 1.5, (m.length_px, m.bbox, m.notes)
 
 
+def test_sharp_ends_on_noisy_background_are_not_lengthened():
+    """Coverage summed over the columns beyond a bar's end picks up the background's noise
+    (clipped at zero it only adds): a sharp bar on strong noise (sigma a quarter of the
+    contrast) came out ~0.6 px long.  A sharp end is measured from its one partial column."""
+    errors = []
+    for seed in range(8):
+        length = 57.0 + seed / 8
+        img, drawn = bar_scene("solid", length, 20.0 + seed / 4, 30.0, "bright")
+        noisy = img + np.random.default_rng(seed).normal(0.0, 0.25 * (0.92 - 0.18), img.shape)
+        errors.append(measure_bar(to_uint8(noisy), grow(drawn, 6)).length_px - length)
+    assert abs(float(np.mean(errors))) <= 0.2, errors
+    assert max(abs(e) for e in errors) <= 0.5, errors
+
+
 def test_emps_ground_truth():
     emps = emps_dir()
     if emps is None:

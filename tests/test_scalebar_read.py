@@ -305,3 +305,51 @@ def test_uncertain_unit_giving_an_impossible_pixel_size_gives_way_to_the_runner_
     assert unsure.checks["factors"]["unit_margin"] < 1 and unsure.checks["factors"]["plausible_size"] == 1
     sure = _candidate(img, ScaleRead(mm, hit, False, 5.0, nm), box, 0.8, [], via_text_search=False)
     assert sure is not None and sure.unit == "mm" and sure.confidence < 0.1
+
+
+def test_opened_masks_give_back_a_stubby_solid_bar_and_its_edge_box_votes_for_it():
+    """EMPS 478a6c42ec: a white 69 x 30 px bar (2.3 times as long as thick) joined to a
+    bright streak; opening frees it as a solid rectangle, which counts as a bar there (not
+    a disc, not a hollow frame), and the detector's box around the dark line along its
+    bottom edge, as long as the bar, is a vote for it (a box across it is not)."""
+    from micrometry.calibrate.scalebar.measure import BarMeasurement
+    from micrometry.calibrate.scalebar.read import _opened_extent, _votes_for
+
+    rect = np.ones((30, 69), bool)
+    assert _opened_extent(rect, 40.0) == (0, 0, 30, 69)
+    assert _opened_extent(rect.T, 40.0) == (0, 0, 69, 30)
+    assert _bar_extent(rect, 40.0) is None  # in the plain masks 2.5:1 is asked
+    yy, xx = np.mgrid[:41, :41]
+    assert _opened_extent((yy - 20) ** 2 + (xx - 20) ** 2 <= 400, 40.0) is None
+    frame = rect.copy()
+    frame[4:-4, 4:-4] = False
+    assert _opened_extent(frame, 40.0) is None
+    bar = BarMeasurement(length_px=68.4, bbox=(9, 474, 78, 502), orientation="h", polarity="bright",
+                         method="profile", bar_level=255.0, background_level=60.0, thickness_px=28.0)
+    assert _votes_for((8, 500, 79, 503), bar)  # along its bottom edge, whole length
+    assert not _votes_for((30, 470, 40, 505), bar)  # a box across it
+    assert _votes_for((0, 470, 90, 505), bar)  # a box around it
+
+
+def test_thick_bar_under_a_low_contrast_label_whose_unit_the_line_box_cut(monkeypatch):
+    """A dark-grey "200 nm" on a dark background over a black bar 1.4 glyph heights thick
+    (EMPS d722a3a383).  PP-OCR's text detector boxed "200 n" only; the line is read again
+    past its end, and the thick bar is taken."""
+    from micrometry.calibrate.scalebar import ocr
+
+    img = np.full((260, 360), 22, np.uint8)
+    box = _paste_text(img, "200 nm", 40, 150, 6, 22)
+    th = box[3] - box[1]
+    img[box[3] + 4 : box[3] + 4 + int(1.4 * th), 44:104] = 0  # the bar, 60 px
+    read_text = ocr.read_text
+    cut = (box[0] - 2.0, box[1] - 2.0, box[0] + 0.72 * (box[2] - box[0]), box[3] + 2.0)
+
+    def band_read(image, window=None, **kw):
+        if kw.get("single_line") is False and window is not None and window[2] - window[0] > 300:
+            return [ocr.TextHit("200n", 0.93, cut)]  # the text detector's cut line
+        return read_text(image, window, **kw)
+
+    monkeypatch.setattr(ocr, "read_text", band_read)
+    r = read_scalebar(img, detector=_BoxesDetector([]), text_search=True)
+    assert r is not None and r.value_nm == 200, r
+    assert abs(r.bar_px - 60) <= 1.0, (r.bar_px, r.bar_bbox)

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 from micrometry.calibrate.units import to_nm
 
-__all__ = ["ScaleLabel", "parse_scale_label", "nm_per_px", "LABEL_UNITS"]
+__all__ = ["ScaleLabel", "parse_scale_label", "unit_cut_off", "nm_per_px", "LABEL_UNITS"]
 
 #: The normalised units of a :class:`ScaleLabel` and their size in nm.
 LABEL_UNITS: dict[str, float] = {"nm": 1.0, "um": 1e3, "mm": 1e6, "A": 0.1}
@@ -234,6 +234,24 @@ def parse_scale_label(text: str) -> ScaleLabel | None:
         fixes.append(fix)
     value_nm = to_nm(value, _UNIT_SYMBOL[unit])
     return ScaleLabel(value=value, unit=unit, value_nm=value_nm, text=text, corrections=tuple(fixes))
+
+
+_CUT_UNIT_RE = re.compile(rf"^(?:{_NUMBER})\s*[nuU]$")
+
+
+def unit_cut_off(text: str) -> bool:
+    """Whether OCR text is a number with only the first letter of nm/µm after it.
+
+    A text detector may end a faint label's box inside its unit (``"200 n"``
+    for ``"200 nm"``): such a line is worth reading again, with the box
+    widened past its end.  The text is never parsed as a label itself.
+
+    >>> unit_cut_off("200n"), unit_cut_off("0.5 u"), unit_cut_off("200 nm"), unit_cut_off("200")
+    (True, True, False, False)
+    >>> unit_cut_off("WD 10 n")
+    False
+    """
+    return bool(_CUT_UNIT_RE.match(_normalise(text)))
 
 
 def nm_per_px(label: ScaleLabel, bar_px: float) -> float:

@@ -54,6 +54,7 @@ import numpy as np
 from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_runs, only_at_ends
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, read_scale_label
+from micrometry.calibrate.scalebar.parse import unit_cut_off
 
 __all__ = [
     "ScalebarReading",
@@ -296,6 +297,10 @@ def _read_label(image: np.ndarray, box, threads: int | None, detect: bool = True
 #: label ("2um", "5 µm") under a long bar reaches 8.3 tw among 183 synthetic bars; the
 #: glyph box is often a little narrower than the text, hence up to 9 tw.
 _MAX_GAP_TH = 2.5
+#: A bar's thickness, at most, in label heights: 1.36 glyph heights on d722a3a383, the
+#: thickest of the 73; the glyph box made from a text line's box may be 20 % lower than the
+#: glyphs (11 px for 14 there), and the threshold adds an anti-aliased row on each side.
+_MAX_THICK_TH = 2.0
 _LENGTH_TW = (0.2, 9.0)
 #: How far beside the label (in label widths) a bar is looked for.
 _REACH_TW = 6.0
@@ -338,7 +343,7 @@ def _glyph_rows(mask: np.ndarray, text_mask: np.ndarray) -> np.ndarray:
 def _touched_band(line: np.ndarray, th: float) -> tuple[int, int] | None:
     """A thick solid bar along the columns of `line` that something (a particle's bright
     region) touches at one spot: rows filled over 90 % of the width, in one band
-    0.3-1.2 label heights `th` (at least 4 px) thick, at most half as thick as long and
+    0.3 to `_MAX_THICK_TH` label heights `th` (at least 4 px) thick, at most half as thick as long and
     at least 1.5 label heights long, other rows that are not filled (something touches
     it), and the rows next to the band less than half filled (next to a disc's widest rows
     they are not).  Returns the band's rows ``(start, stop)`` or None."""
@@ -347,7 +352,7 @@ def _touched_band(line: np.ndarray, th: float) -> tuple[int, int] | None:
     if band is None or band[1] - band[0] == across:  # nothing touches a plain rectangle: the caller judges it
         return None
     t_band = band[1] - band[0]
-    if not (max(4.0, 0.3 * th) <= t_band <= 1.2 * th and long_ >= max(2.0 * t_band, 1.5 * th)):
+    if not (max(4.0, 0.3 * th) <= t_band <= _MAX_THICK_TH * th and long_ >= max(2.0 * t_band, 1.5 * th)):
         return None
     nxt = [line[i].sum() for i in (band[0] - 1, band[1]) if 0 <= i < across]
     return band if max(nxt, default=0) < 0.5 * long_ else None
@@ -357,11 +362,11 @@ def _bar_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] |
     """Where a component (its mask, cropped to its box) holds a scale bar: ``(r0, c0, r1, c1)``
     in the component's box, or None when it is not shaped like one.
 
-    A scale bar is either a filled elongated box (solid bars, thick or thin: at most 1.2
-    label heights `th` thick, at least 2.5 times as long as thick, filling a quarter
+    A scale bar is either a filled elongated box (solid bars, thick or thin: at most
+    `_MAX_THICK_TH` label heights `th` thick, at least 2.5 times as long as thick, filling a quarter
     of its box), or a straight line with end
     ticks, whose box is tall and mostly empty: rows (along the bar) that the line fills
-    over 90 % of the length, no thicker than 1.2 label heights, in one band (not the two
+    over 90 % of the length, no thicker than `_MAX_THICK_TH` label heights, in one band (not the two
     sides of a frame), and at most 30 % of the positions along it thicker than the line
     (the ticks; up to half of them when all are in the outer quarters, as on a short
     bracket); ticks at most 3 label heights tall.  These give the whole box.  A thick
@@ -373,11 +378,11 @@ def _bar_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] |
     whole = (0, 0, component.shape[0], component.shape[1])
     if long_ < 6:
         return None
-    if long_ >= 2.5 * across and across <= 1.2 * th and line.sum() >= 0.25 * across * long_:
+    if long_ >= 2.5 * across and across <= _MAX_THICK_TH * th and line.sum() >= 0.25 * across * long_:
         return whole
     band = filled_band(line)  # one band (a frame's two sides are not a bar)
     t_line = 0 if band is None else band[1] - band[0]
-    if t_line and t_line <= 1.2 * th and long_ >= 2.5 * t_line and across <= 3.0 * th:
+    if t_line and t_line <= _MAX_THICK_TH * th and long_ >= 2.5 * t_line and across <= 3.0 * th:
         thick = line.sum(axis=0) > t_line + 1
         # a short bar's ticks take more of its length ("⊔" of 19 px): then only at its ends
         if thick.mean() <= 0.3 or (thick.mean() <= 0.5 and only_at_ends(thick)):
@@ -394,6 +399,20 @@ def _touched_extent(component: np.ndarray, th: float) -> tuple[int, int, int, in
             a, b = band
             return (a, 0, b, component.shape[1]) if rows_along else (0, a, component.shape[0], b)
     return None
+
+
+def _opened_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] | None:
+    """:func:`_touched_extent` for a component of an opened mask, or the whole component
+    when opening has cut a solid bar free of what joined it (a bright particle's streak):
+    a rectangle, nearly every row filled, at least twice as long as thick (two real bars
+    are 2.2 and 2.3), at most `_MAX_THICK_TH` label heights thick.  Opening squares off
+    no blob that well."""
+    line = component if component.shape[1] >= component.shape[0] else component.T
+    across, long_ = line.shape
+    if long_ >= 2.0 * across and across <= _MAX_THICK_TH * th and filled_band(line) is not None \
+            and line.mean() >= 0.9:
+        return (0, 0, component.shape[0], component.shape[1])
+    return _touched_extent(component, th)
 
 
 def _placement_cost(box, text_box) -> tuple[float, float] | None:
@@ -478,16 +497,15 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     out: list[tuple[float, BarMeasurement, float]] = []
     for opened in (False, True):
         if opened:
-            # nothing in the plain masks: a thick bar joined to bright (dark) regions of the
-            # micrograph by thinner bridges, opened apart; only a band with something still
-            # attached is taken there (opening also squares off blobs that are not bars)
-            if out:
-                break
+            # a thick bar joined to bright (dark) regions of the micrograph by thinner bridges,
+            # opened apart (also when the plain masks gave a bar: it may be a thin edge of
+            # the thick one); only a solid rectangle or a band with something still attached
+            # is taken there (opening also squares off blobs that are not bars)
             k = np.ones((5, 5), bool)
             masks = [ndi.binary_opening(plain[0], k), ndi.binary_opening(plain[1], k)]
         else:
             masks = plain
-        extent_of = _touched_extent if opened else _bar_extent
+        extent_of = _opened_extent if opened else _bar_extent
         found = []
         for mask in masks:
             masked = _glyph_rows(mask, text_mask)
@@ -668,6 +686,17 @@ def _bar_candidates_any_text(image: np.ndarray, text_box) -> list[tuple[float, B
     return out
 
 
+def _votes_for(det_box, m: BarMeasurement) -> bool:
+    """Whether a detected bar box is the detector's vote for a measured bar: it covers half
+    of the bar, or it lies along the bar over its whole length (a box around one edge
+    of a thick bar)."""
+    if _covered(m.bbox, det_box) >= 0.5:
+        return True
+    ax = (0, 2) if m.orientation == "h" else (1, 3)
+    length = m.bbox[ax[1]] - m.bbox[ax[0]]
+    return _covered(det_box, m.bbox) >= 0.5 and abs((det_box[ax[1]] - det_box[ax[0]]) - length) <= 0.1 * length
+
+
 def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_search) -> ScalebarReading | None:
     """Pair a read label with its bar and build the reading (None when no bar is found)."""
     th = max(1.0, text_box[3] - text_box[1])
@@ -679,7 +708,7 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
     # covering one of them is the detector's vote for it
     options = []
     for cost, m, gap in _bar_candidates_any_text(image, text_box):
-        support = [d.score for d in bars if _covered(m.bbox, d.box) >= 0.5]
+        support = [d.score for d in bars if _votes_for(d.box, m)]
         options.append((cost - (0.5 if support else 0.0), m, max(support) if support else None, gap))
     if not options:  # nothing bar-like found by thresholds: measure inside detected bar boxes near the label
         for d in sorted(bars, key=lambda d: _gap(text_box, d.box) / th - d.score)[:3]:
@@ -876,19 +905,23 @@ def read_scalebar(
             return 0
         n = 0
         for hit in hits:
+            box = hit.bbox
             if not _is_label(hit.text):
-                continue
-            if any(_iou(hit.bbox, b) > 0.5 for b in done):
+                if not unit_cut_off(hit.text) or _is_vertical_text(box):
+                    continue
+                # a faint unit left out of the line's box ("200 n"): read past its end
+                box = (box[0], box[1], min(float(arr.shape[1]), box[2] + 1.5 * (box[3] - box[1])), box[3])
+            if any(_iou(box, b) > 0.5 for b in done):
                 n += 1
                 continue
             # read the found line again on its own: the recognizer alone gives the unit's
             # likelihood margin that a line found by the text detector lacks (~0.05 s)
-            sr, read_box = _read_label(arr, hit.bbox, threads)
+            sr, read_box = _read_label(arr, box, threads, detect=box == hit.bbox)
             if sr is None:
                 continue
             n += 1
-            done.append(hit.bbox)
-            text_box = _glyph_box(hit.bbox, arr.shape, read_box)
+            done.append(box)
+            text_box = _glyph_box(box, arr.shape, read_box)
             score = max((d.score for d in labels if _iou(d.box, text_box) >= 0.3), default=None)
             consider(sr, text_box, 0.0 if score is None else score, via_text_search=score is None)
         return n

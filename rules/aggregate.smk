@@ -40,6 +40,7 @@ rule aggregate_dataset:
         out_dir=lambda wildcards, output: str(Path(output.objects).parent),
         settings=as_json(config["aggregate"]),
         samples=list(SAMPLES),
+        refused=as_json(REFUSED_INPUTS),
     threads: 1
     resources:
         mem_mb=4000,
@@ -48,4 +49,4 @@ rule aggregate_dataset:
         "../envs/micrometry.yaml"
     shell:
         "micrometry aggregate {params.results:q} {params.out_dir:q} --params {params.settings:q}"
-        " --samples {params.samples:q} > {log:q} 2>&1"
+        " --samples {params.samples:q} --refused {params.refused:q} > {log:q} 2>&1"

@@ -4,13 +4,19 @@ import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from micrometry._versions import STAGE_VERSIONS
-from micrometry.samples import discover_samples
+from micrometry.samples import discover_inputs
 
 INPUT_DIR = Path(config["input_dir"])
 RESULTS = config["results_dir"]
-SAMPLES = discover_samples(INPUT_DIR, exclude_dirs=tuple(config["exclude_dirs"]))
+# files that cannot become a sample (an unsafe name, two files for one sample name) are
+# set aside with their reason, not allowed to stop the run: they become error rows of
+# dataset/images.parquet
+SAMPLES, REFUSED_INPUTS = discover_inputs(INPUT_DIR, exclude_dirs=tuple(config["exclude_dirs"]))
+for _path, _reason in REFUSED_INPUTS.items():
+    logger.warning(f"micrometry: {_reason}")
 if config["calibration"]["overrides_csv"]:
     from micrometry.calibrate.overrides import load_overrides
 

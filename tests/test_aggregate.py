@@ -194,6 +194,17 @@ def test_failed_sample_listed_with_reason(dataset):
     assert "plate2/broken" not in objects.column("sample").to_pylist()
 
 
+def test_refused_inputs_become_error_rows_after_the_samples(dataset):
+    refused = {"a.png": "files 'a.png', 'a.tif' would all become sample 'a'", "a.tif": "same"}
+    objects, images = dataset.aggregate(refused=refused)
+    rows = images.to_pylist()
+    assert [r["sample"] for r in rows[-2:]] == ["a.png", "a.tif"]
+    assert len(rows) == len(dataset.samples) + 2
+    r = _row(images, "a.png")
+    assert r["status"] == "error" and r["stage_failed"] == "discover" and "would all become" in r["reason"]
+    assert r["n_objects"] is None and "a.png" not in objects.column("sample").to_pylist()
+
+
 def test_zero_object_sample(dataset):
     _, images = dataset.aggregate()
     r = _row(images, "plate2/empty")

@@ -1,6 +1,6 @@
 import pytest
 
-from micrometry.samples import SampleDiscoveryError, check_sample_name, discover_samples
+from micrometry.samples import SampleDiscoveryError, check_sample_name, discover_inputs, discover_samples
 
 
 def _touch(path):
@@ -26,6 +26,21 @@ def test_collision_names_both_files(tmp_path):
     _touch(tmp_path / "a.png")
     _touch(tmp_path / "a.tif")
     with pytest.raises(SampleDiscoveryError, match=r"a\.png.*a\.tif"):
+        discover_samples(tmp_path)
+
+
+def test_discover_inputs_sets_aside_files_that_cannot_become_a_sample(tmp_path):
+    """A nightly run must not stop on them: both files of a collision (neither has the
+    better claim) and a name with a backslash or a newline are refused with a reason,
+    the other files are samples."""
+    for rel in ["a.png", "a.tif", "plate/b.png", "c\\d.png", "e\nf.tif"]:
+        _touch(tmp_path / rel)
+    samples, refused = discover_inputs(tmp_path)
+    assert samples == {"plate/b": "plate/b.png"}
+    assert sorted(refused) == sorted(["a.png", "a.tif", "c\\d.png", "e\nf.tif"])
+    assert "'a.png', 'a.tif'" in refused["a.png"] and "sample 'a'" in refused["a.tif"]
+    assert "unsafe sample name" in refused["c\\d.png"] and "rename" in refused["e\nf.tif"]
+    with pytest.raises(SampleDiscoveryError, match="unsafe|would all become"):
         discover_samples(tmp_path)
 
 

@@ -431,3 +431,28 @@ def test_missing_scalebar_detector_stops_the_run_at_start_up(run, tmp_path):
     proc = snakemake(run["root"], "--configfile", str(cfg), "-n")
     assert proc.returncode != 0
     assert f"scale-bar detector {empty} has no weights" in proc.stdout + proc.stderr
+
+
+def test_files_that_cannot_become_samples_do_not_stop_the_run(tmp_path):
+    """Two files for one sample name and a file whose name has a backslash are refused with
+    a warning naming them; the other image is processed and the refused files are error
+    rows of dataset/images.parquet (stage "discover")."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    img = np.full((96, 96), 200, np.uint8)
+    img[30:60, 30:60] = 40
+    for name in ("good.png", "twin.png", "twin.tif", "odd\\name.png"):
+        Image.fromarray(img).save(inp / name, format="TIFF" if name.endswith(".tif") else "PNG")
+    res = tmp_path / "r"
+    proc = snakemake(tmp_path, "--config", f"input_dir={inp}", f"results_dir={res}", "segment={'method': 'classical'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "'twin.png', 'twin.tif'" in proc.stderr and "unsafe sample name" in proc.stderr
+    rows = {r["sample"]: r for r in pq.read_table(res / "dataset" / "images.parquet").to_pylist()}
+    assert rows["good"]["status"] == "ok"
+    for refused in ("twin.png", "twin.tif", "odd\\name.png"):
+        assert rows[refused]["status"] == "error" and rows[refused]["stage_failed"] == "discover"
+    assert set(rows) == {"good", "twin.png", "twin.tif", "odd\\name.png"}

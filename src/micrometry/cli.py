@@ -118,7 +118,8 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     if args.samples_file:
         samples += [s for s in Path(args.samples_file).read_text().splitlines() if s.strip()]
     params = json.loads(args.params) if args.params else None
-    written = run_aggregate(samples, args.results, args.out_dir, params=params)
+    refused = json.loads(args.refused) if args.refused else None
+    written = run_aggregate(samples, args.results, args.out_dir, params=params, refused=refused)
     for path in written.values():
         print(path)
     return 0
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", nargs="*")
     s.add_argument("--samples-file", help="file with one sample name per line")
     s.add_argument("--params", help="JSON of the aggregate settings (recorded)")
+    s.add_argument("--refused", help="JSON {relative path: reason} of input files that could not become a sample")
     s.set_defaults(func=_cmd_aggregate)
 
     s = sub.add_parser("provenance", help="write {results}/provenance/<timestamp>.json")

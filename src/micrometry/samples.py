@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-__all__ = ["SampleDiscoveryError", "discover_samples", "check_sample_name", "safe_result_path"]
+__all__ = ["SampleDiscoveryError", "discover_inputs", "discover_samples", "check_sample_name", "safe_result_path"]
 
 #: Extensions read by :func:`micrometry.io.readers.read_image` (lower case).
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -110,6 +110,83 @@ def safe_result_path(results_dir: str | os.PathLike, *parts: str) -> Path:
     return Path(results_dir).joinpath(*parts)
 
 
+def discover_inputs(
+    input_dir: str | os.PathLike,
+    *,
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+    exclude_dirs: tuple[str, ...] = (),
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Find micrographs below `input_dir`, recursively, setting aside the files that
+    cannot become a sample instead of failing on them.
+
+    A nightly run over a shared folder must not stop because one file is odd: a file
+    whose name is not a safe sample name (a backslash or a control character in it) and
+    files that would share one sample name (``a.png`` and ``a.tif`` in one folder: both,
+    since neither has the better claim) are returned as refused, with the reason.
+
+    Parameters
+    ----------
+    input_dir : path
+        Folder to scan.  Hidden files and folders (name starting with ``.``)
+        are skipped, as are folders whose name ends in ``.zarr``.
+    extensions : tuple of str
+        Lower-case file extensions to accept (matched case-insensitively).
+    exclude_dirs : tuple of str
+        Absolute or `input_dir`-relative folders not to descend into (e.g. a
+        results folder placed inside the input folder).
+
+    Returns
+    -------
+    samples : dict of str to str
+        ``{sample: relative_path}`` sorted by sample, relative paths in POSIX form.
+    refused : dict of str to str
+        ``{relative_path: reason}`` of the files set aside, sorted by path.
+
+    Raises
+    ------
+    SampleDiscoveryError
+        If `input_dir` does not exist or is not a folder.
+    """
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise SampleDiscoveryError(f"input_dir {str(root)!r} does not exist or is not a folder")
+    exts = {e.lower() for e in extensions}
+    excluded = {(root / d).resolve() for d in exclude_dirs}
+    by_sample: dict[str, list[str]] = {}
+    refused: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and not d.endswith(".zarr") and (here / d).resolve() not in excluded
+        )
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in exts or not stem:
+                continue
+            rel = (here / name).relative_to(root).as_posix()
+            sample = rel[: -len(ext)]
+            try:
+                check_sample_name(sample)
+            except ValueError as exc:
+                refused[rel] = f"file {rel!r} not processed: {exc}; rename it"
+                continue
+            by_sample.setdefault(sample, []).append(rel)
+    samples: dict[str, str] = {}
+    for sample, rels in by_sample.items():
+        if len(rels) == 1:
+            samples[sample] = rels[0]
+            continue
+        for rel in rels:
+            refused[rel] = (
+                f"files {', '.join(repr(r) for r in rels)} in {str(root)!r} would all become sample "
+                f"{sample!r}; none of them is processed until all but one are renamed"
+            )
+    return dict(sorted(samples.items())), dict(sorted(refused.items()))
+
+
 def discover_samples(
     input_dir: str | os.PathLike,
     *,
@@ -138,34 +215,11 @@ def discover_samples(
     Raises
     ------
     SampleDiscoveryError
-        If `input_dir` does not exist, or two files map to the same sample
-        (``a.png`` and ``a.tif`` in one folder).
+        If `input_dir` does not exist, or a file cannot become a sample: two
+        files map to the same sample (``a.png`` and ``a.tif`` in one folder),
+        or a name is unsafe.  :func:`discover_inputs` sets those aside instead.
     """
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise SampleDiscoveryError(f"input_dir {str(root)!r} does not exist or is not a folder")
-    exts = {e.lower() for e in extensions}
-    excluded = {(root / d).resolve() for d in exclude_dirs}
-    found: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if not d.startswith(".") and not d.endswith(".zarr") and (here / d).resolve() not in excluded
-        )
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in exts or not stem:
-                continue
-            rel = (here / name).relative_to(root).as_posix()
-            sample = rel[: -len(ext)]
-            check_sample_name(sample)
-            if sample in found:
-                raise SampleDiscoveryError(
-                    f"files {found[sample]!r} and {rel!r} in {str(root)!r} would both become sample "
-                    f"{sample!r}; rename one of them"
-                )
-            found[sample] = rel
-    return dict(sorted(found.items()))
+    samples, refused = discover_inputs(input_dir, extensions=extensions, exclude_dirs=exclude_dirs)
+    if refused:
+        raise SampleDiscoveryError(next(iter(refused.values())))
+    return samples

@@ -418,8 +418,10 @@ def run_aggregate(
     out_dir: str | os.PathLike,
     *,
     params: dict[str, Any] | None = None,
+    refused: dict[str, str] | None = None,
 ) -> dict[str, Path]:
-    """Build the dataset tables and plots from every sample's outputs."""
+    """Build the dataset tables and plots from every sample's outputs; `refused`
+    (``{relative path: reason}``, files that could not become a sample) adds error rows."""
     from micrometry.aggregate.plots import plot_dataset_summary, plot_size_distribution
     from micrometry.aggregate.tables import aggregate_dataset, write_dataset
     from micrometry.measure.schema import objects_schema
@@ -431,7 +433,7 @@ def run_aggregate(
         "segment_paths": {s: _sample_path(results, "segment", s, ".json") for s in samples},
         "error_paths": {s: errors_path(results, s) for s in samples if errors_path(results, s).exists()},
     }
-    objects, images, upstream = aggregate_dataset(samples, objects_schema=objects_schema(), **paths)
+    objects, images, upstream = aggregate_dataset(samples, objects_schema=objects_schema(), refused=refused, **paths)
     out_dir = Path(out_dir)
     metadata = {
         "provenance": stage_provenance("aggregate", params),

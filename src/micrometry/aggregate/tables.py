@@ -57,7 +57,8 @@ _STATS = ("mean", "median", "std", "d10", "d50", "d90")
 
 #: The images table, declared once: name -> (arrow type, unit, description).
 IMAGES_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
-    "sample": (pa.string(), "", "sample id: input path relative to input_dir, without extension"),
+    "sample": (pa.string(), "", "sample id: input path relative to input_dir, without extension "
+               "(a file refused at discovery: its relative path, extension included)"),
     "status": (pa.string(), "", '"ok" or "error"'),
     "reason": (pa.string(), "", "why the sample failed (null when ok)"),
     "stage_failed": (pa.string(), "", "stage that failed (null when ok)"),
@@ -287,6 +288,7 @@ def aggregate_dataset(
     segment_paths: Mapping[str, PathLike],
     error_paths: Mapping[str, PathLike] | None = None,
     objects_schema: pa.Schema | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[str, list[dict[str, Any]]]]:
     """Join the per-image outputs of a dataset into two tables.
 
@@ -306,6 +308,11 @@ def aggregate_dataset(
     objects_schema : pyarrow.Schema, optional
         Schema of the objects table to return when no sample has objects
         (every sample failed).  Defaults to ``sample`` and ``label`` only.
+    refused : mapping str -> str, optional
+        Input files that could not become a sample (``{relative path:
+        reason}``, :func:`micrometry.samples.discover_inputs`): each gets a
+        row after the samples', ``sample`` = its relative path (extension
+        included), status ``"error"``, ``stage_failed`` ``"discover"``.
 
     Returns
     -------
@@ -388,6 +395,10 @@ def aggregate_dataset(
     else:
         schema = (objects_schema or _FALLBACK_OBJECTS_SCHEMA).remove_metadata()
         objects_all = schema.empty_table()
+    for path, reason in (refused or {}).items():
+        row = dict.fromkeys(IMAGES_COLUMNS)
+        row.update(sample=str(path), status="error", reason=str(reason), stage_failed="discover")
+        rows.append(row)
     images = pa.Table.from_pylist(rows, schema=IMAGES_SCHEMA)
     return objects_all, images, {stage: list(records.values()) for stage, records in upstream.items()}
 

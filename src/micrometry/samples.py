@@ -193,18 +193,8 @@ def discover_samples(
     extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
     exclude_dirs: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """Find micrographs below `input_dir`, recursively.
-
-    Parameters
-    ----------
-    input_dir : path
-        Folder to scan.  Hidden files and folders (name starting with ``.``)
-        are skipped, as are folders whose name ends in ``.zarr``.
-    extensions : tuple of str
-        Lower-case file extensions to accept (matched case-insensitively).
-    exclude_dirs : tuple of str
-        Absolute or `input_dir`-relative folders not to descend into (e.g. a
-        results folder placed inside the input folder).
+    """Find micrographs below `input_dir`, recursively; parameters as for
+    :func:`discover_inputs`, but any file that cannot become a sample is an error.
 
     Returns
     -------

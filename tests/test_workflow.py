@@ -236,7 +236,7 @@ def test_second_run_does_nothing_and_new_image_reruns_only_itself(run):
         assert proc.returncode == 0, proc.stderr[-3000:]
         counts = job_counts(proc.stdout)
         assert counts == {"ingest": 1, "calibrate": 1, "segment": 1, "measure": 1,
-                          "aggregate_dataset": 1, "all": 1}, proc.stdout[-3000:]
+                          "dataset_inputs": 1, "aggregate_dataset": 1, "all": 1}, proc.stdout[-3000:]
         assert scheduled_samples(proc.stdout) == {"batch2/added"}
     finally:
         added.unlink()
@@ -456,3 +456,20 @@ def test_files_that_cannot_become_samples_do_not_stop_the_run(tmp_path):
     for refused in ("twin.png", "twin.tif", "odd\\name.png"):
         assert rows[refused]["status"] == "error" and rows[refused]["stage_failed"] == "discover"
     assert set(rows) == {"good", "twin.png", "twin.tif", "odd\\name.png"}
+
+
+def test_aggregate_command_does_not_grow_with_the_number_of_images(tmp_path):
+    """The aggregate job reads the sample names from dataset/inputs.json: on its command
+    line, 5,000 names of 35 characters would pass Linux's 128 KiB limit for one argument
+    ("Argument list too long") and the night would end without dataset tables."""
+    import numpy as np
+    from PIL import Image
+
+    inp = tmp_path / "in" / "2026-11-22_session_with_a_long_name"
+    inp.mkdir(parents=True)
+    for i in range(30):
+        Image.fromarray(np.full((16, 16), i, np.uint8)).save(inp / f"grid3_square12_acquisition_{i:04d}.png")
+    proc = snakemake(tmp_path, "-n", "-p", "--config", f"input_dir={tmp_path / 'in'}", f"results_dir={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    command = next(line for line in (proc.stdout + proc.stderr).splitlines() if "micrometry aggregate" in line)
+    assert "--inputs" in command and "acquisition_" not in command and len(command) < 1000, command

@@ -412,6 +412,26 @@ def run_qc(
 
 
 # --------------------------------------------------------------------------- aggregate
+def write_dataset_inputs(
+    path: str | os.PathLike,
+    samples: list[str],
+    refused: dict[str, str],
+    *,
+    log: str | os.PathLike | None = None,
+) -> Path:
+    """Write the dataset's sample names and refused input files (``{relative path:
+    reason}``) as ``{"samples": [...], "refused": {...}}`` JSON, atomically: what
+    ``micrometry aggregate --inputs`` reads.  A file, not a command line: Linux passes at
+    most 128 KiB as one argument, a few thousand sample names.  `log` gets one line."""
+    from micrometry._atomic import write_json
+
+    write_json(path, {"samples": [str(s) for s in samples], "refused": {str(k): str(v) for k, v in refused.items()}})
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text(f"{len(samples)} samples, {len(refused)} input files refused\n", encoding="utf-8")
+    return Path(path)
+
+
 def run_aggregate(
     samples: list[str],
     results_dir: str | os.PathLike,

@@ -8,17 +8,20 @@
    whole line in a window (the detector's boxes are often shifted or cut by a
    character: "00 nm" of "200 nm"); each line that parses as a scale label is
    read again on its own by the recognizer
-   (:func:`~micrometry.calibrate.scalebar.ocr.read_scale_label`).  A tall
+   (:func:`~micrometry.calibrate.scalebar.ocr.read_scale_label`), and a line
+   that ends in the first letter of its unit ("200 n", a faint unit left out
+   of the line's box) is read again past its end.  A tall
    box holds vertical text: its window is read turned by 90° both ways, and
    its bar is searched for along the label's length (on the transposed
    image).  Only when the window holds no such line is the detector's box
    itself read;
 3. bar-like objects around the label (solid bars, thin lines, lines with end
    ticks, short brackets: :func:`_bar_extent`; a thick bar that a bright
-   region of the micrograph touches, from thresholds opened apart; rows of
-   equally spaced tick marks, as on Hitachi's rulers) are found by thresholds
-   and kept where scale bars sit relative to their labels; a detected bar box covering one
-   is the detector's vote for it; only when none is found is the bar measured
+   region of the micrograph touches or joins, from thresholds opened apart;
+   rows of equally spaced tick marks, as on Hitachi's rulers) are found by
+   thresholds and kept where scale bars sit relative to their labels; a
+   detected bar box covering one, or lying along its whole length, is the
+   detector's vote for it; only when none is found is the bar measured
    inside a detected bar box near the label.  The label's glyph box (the text
    detector's line box moved in by 15 % of its height) is masked out, except
    rows that a line crosses (a bar under the label, touched by a µ's

@@ -195,6 +195,9 @@ def _build_corpus(folder: Path) -> list[Case]:
         (Case("one_row.png", True), _png_bytes(img[:1])),
         (Case("all_nan.tif", True), _tiff_bytes(np.full(SHAPE, np.nan, np.float32))),
         (Case("float64_offset.tif", True), _tiff_bytes(img.astype(np.float64) * 1e6 + 1e12)),
+        # beyond float32's range: 1e300 would become Inf, 1e-300 zero
+        (Case("float64_huge.tif", True), _tiff_bytes(img.astype(np.float64) * 1e300)),
+        (Case("float64_tiny.tif", True), _tiff_bytes(img.astype(np.float64) * 1e-300)),
         (Case("trailing_junk.png", True), _png_bytes(img) + b"\x00junk after IEND" * 64),
         # a folder named like an image is a folder, not a sample; its files are samples
         (Case("folder.png/inside.png", True), _png_bytes(img)),
@@ -289,7 +292,8 @@ BAD = ["truncated_png.png", "truncated_tiff.tif", "empty.tif", "lab_notes.tif", 
        "broken_link.png", "named_pipe.png", "unreadable.png"]
 UNUSUAL = ["control.png", "rgba.png", "grey16_png.png", "grey16_tif.tif", "float_nan_inf.tif", "jpeg_named.png",
            "int16_negative.tif", "all_black.png", "uniform.png", "no_particles.png", "tiny_1x1.png", "tiny_3x3.tif",
-           "one_row.png", "all_nan.tif", "float64_offset.tif", "trailing_junk.png", "folder.png/inside.png"]
+           "one_row.png", "all_nan.tif", "float64_offset.tif", "float64_huge.tif", "float64_tiny.tif", "trailing_junk.png",
+           "folder.png/inside.png"]
 
 
 def _case_params(names: list[str]):
@@ -369,9 +373,10 @@ def test_unusual_inputs_keep_their_nature(night):
 
 def test_intensity_scale_does_not_change_the_objects(night, images_table):
     """The same picture as uint8, uint16, int16 with negatives, RGBA and float64
-    with a large offset: the classical segmenter normalises intensities."""
+    with a large offset or beyond float32's range (1e300, 1e-300): the classical
+    segmenter normalises intensities."""
     n = images_table.loc["control", "n_objects"]
-    for sample in ("grey16_png", "grey16_tif", "int16_negative", "float64_offset"):
+    for sample in ("grey16_png", "grey16_tif", "int16_negative", "float64_offset", "float64_huge", "float64_tiny"):
         assert images_table.loc[sample, "n_objects"] == n, sample
 
 

@@ -69,7 +69,9 @@ def normalize_grey(
     grey : (Y, X) ndarray of uint8
         A constant image gives mid-grey (128).
     """
-    img = np.asarray(image, dtype=np.float32)
+    from micrometry.segment.classical import as_float32
+
+    img = as_float32(image)
     finite = np.isfinite(img)
     sel = finite if mask is None else finite & mask
     if not sel.any():

@@ -96,12 +96,32 @@ def check_grey_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     return arr
 
 
+def as_float32(arr: np.ndarray) -> np.ndarray:
+    """A float32 copy of a grey image whose values float32 can hold.
+
+    Float64 pixels beyond float32's range (largest finite magnitude above 1e30,
+    which would become ±Inf) or all below it (under 1e-30, which would become 0 or
+    lose their precision) are divided by that magnitude first: segmentation does
+    not depend on a constant intensity scale.  NaN and ±Inf stay as they are.
+
+    >>> as_float32(np.array([[0.0, 1e300], [2e300, np.nan]])).tolist()[0]
+    [0.0, 0.5]
+    """
+    a = np.asarray(arr)
+    if a.dtype == np.float64 and a.size:
+        finite = np.isfinite(a)
+        m = float(np.abs(a[finite]).max()) if finite.any() else 0.0
+        if m > 1e30 or 0.0 < m < 1e-30:
+            a = a / m
+    return a.astype(np.float32, copy=True)
+
+
 def _validate_image(image: np.ndarray, exclude: np.ndarray | None, *, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
     """Return ``(float32 copy of image, bool valid mask)``; raise on bad input."""
     arr = check_grey_image(image, name=name)
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
-    img = arr.astype(np.float32, copy=True)
+    img = as_float32(arr)
     valid = np.isfinite(img)
     if exclude is not None:
         ex = np.asarray(exclude)

@@ -174,7 +174,9 @@ def normalize_image(
         raise ValueError(f"image must be a 2-D grey image (Y, X), got shape {img.shape}")
     if not (np.issubdtype(img.dtype, np.number) or img.dtype == bool) or np.iscomplexobj(img):
         raise TypeError(f"image must be real-valued, got dtype {img.dtype}")
-    img = img.astype(np.float32, copy=False)
+    from micrometry.segment.classical import as_float32
+
+    img = as_float32(img) if img.dtype == np.float64 else img.astype(np.float32, copy=False)
     valid = np.isfinite(img)
     if exclude is not None:
         exclude = np.asarray(exclude, dtype=bool)

@@ -60,6 +60,7 @@ CASES: list[tuple[str, float | None, str | None, tuple[str, ...]]] = [
     ("Scale bar: 2 um", 2, "um", ()),
     # a bar's end tick touching the label, read as a letter
     ("500 nmL", 500, "nm", ("bar tick",)),
+    ("100 nmH", 100, "nm", ("bar tick",)),
     (f"2 {MU}m I", 2, "um", ("bar tick",)),
     ("J50 nm", 50, "nm", ("bar tick",)),
     ("L 0.2 um", 0.2, "um", ("bar tick",)),

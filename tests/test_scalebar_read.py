@@ -353,3 +353,29 @@ def test_thick_bar_under_a_low_contrast_label_whose_unit_the_line_box_cut(monkey
     r = read_scalebar(img, detector=_BoxesDetector([]), text_search=True)
     assert r is not None and r.value_nm == 200, r
     assert abs(r.bar_px - 60) <= 1.0, (r.bar_px, r.bar_bbox)
+
+
+def test_label_at_the_end_of_a_long_bar_is_placed():
+    """"1um" over the left end of a 123 px bar (offset 2.3 label widths from its centre) is
+    placed; a bar whose extent the label is not over, as far off, is not."""
+    label = (169.0, 852.0, 191.0, 861.0)
+    assert _placement_cost((169, 863, 292, 867), label) is not None
+    assert _placement_cost((215, 863, 265, 867), label) is None  # 50 px, centre 2.3 widths off
+
+
+@pytest.mark.parametrize("vertical", [False, True])
+def test_long_bar_beside_or_above_its_label_is_found_whole(vertical):
+    """A bar 8.3 label widths long beside its label, or a vertical bar 8 label heights tall
+    above it (synthetic 10000042, 10000097): the search window holds either whole (it
+    reached 6 widths beside and 6 heights above)."""
+    img = np.full((420, 820), 50, np.uint8)
+    if vertical:
+        box = _paste_text(img, "5 nm", 300, 380, 255, 50)
+        length = 8 * (box[3] - box[1])
+        img[380 - 6 - length : 380 - 6, 318:322] = 255
+    else:
+        box = _paste_text(img, "5 um", 20, 200, 255, 50)
+        length = int(8.3 * (box[2] - box[0]))
+        img[box[1] + 5 : box[1] + 9, box[2] + 6 : box[2] + 6 + length] = 255
+    found = [m.length_px for _, m, _ in _bar_candidates(img, box)]
+    assert any(abs(v - length) <= 1.0 for v in found), (found, box, length)

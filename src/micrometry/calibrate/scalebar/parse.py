@@ -23,7 +23,7 @@ OCR output of burned-in scale-bar labels is noisy in predictable ways.
 - junk around the label that OCR picks up from bar ends and box edges:
   ``"200 nm|"``, ``"[1 µm]"``, ``"- 50 nm -"``; and the end tick of a bar
   touching the label read as a letter, ``"500 nmL"``, ``"2 µm I"``,
-  ``"J50 nm"`` (recorded as the correction ``"bar tick"``).
+  ``"100 nmH"``, ``"J50 nm"`` (recorded as the correction ``"bar tick"``).
 
 It rejects (returns ``None``) everything else, in particular
 
@@ -129,9 +129,10 @@ _LABEL_RE = re.compile(
 )
 _UNIT_RES = [(re.compile(rf"^(?:{p})$"), u, c) for p, u, c in _UNITS]
 _PREFIX_RE = re.compile(r"^(?:scale\s*(?:bar)?|bar)\s*[:=]?\s*", re.IGNORECASE)
-# the end of a ticked bar touching its label reads as L, J, I or l: after a unit (no unit ends
-# with these letters), or before the number (L and J only: a leading I or l may be a 1)
-_TICK_AFTER_RE = re.compile(r"(?<=[A-Za-zÅμ])\s*[LJIl]$")
+# the end of a ticked bar touching its label reads as L, J, I, l or H (a tick and the line's
+# start, "├"): after a unit (no unit ends with these letters), or before the number (L and J
+# only: a leading I or l may be a 1)
+_TICK_AFTER_RE = re.compile(r"(?<=[A-Za-zÅμ])\s*[LJIlH]$")
 _TICK_BEFORE_RE = re.compile(r"^[LJ]\s*(?=[0-9.,])")
 
 

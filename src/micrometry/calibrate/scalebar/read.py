@@ -305,11 +305,13 @@ _MAX_GAP_TH = 2.5
 #: glyphs (11 px for 14 there), and the threshold adds an anti-aliased row on each side.
 _MAX_THICK_TH = 2.0
 _LENGTH_TW = (0.2, 9.0)
-#: How far beside the label (in label widths) a bar is looked for.
-_REACH_TW = 6.0
+#: How far beside the label (in label widths) a bar is looked for: a bar beside it may be as
+#: long as one above or below it (a 7.7-width bar right of "5 um" was cut at 6).
+_REACH_TW = 9.5
 _MAX_OFFSET_TW = 2.0
-#: How far a vertical bar beside a horizontal label may reach above or below it, in label heights.
-_V_BAR_TH = 6.0
+#: How far a vertical bar beside or over a horizontal label may reach above or below it, in
+#: label heights (a 7-height bar above "20 nm" was cut at 6).
+_V_BAR_TH = 9.0
 #: Fewest equally spaced tick marks taken for a ruler (Hitachi's has 11).
 _MIN_RULER_TICKS = 5
 
@@ -423,7 +425,8 @@ def _placement_cost(box, text_box) -> tuple[float, float] | None:
     label's box: None when it cannot be the label's bar, else ``(cost, gap)``, the cost
     lower for a better place, the gap in label heights.
 
-    Above or below the label: centred within 2 label widths, 0.2-9 label widths long,
+    Above or below the label: centred within 2 label widths (or the label over the bar's
+    extent, as at the end of a long bar), 0.2-9 label widths long,
     and not much shorter than the label (a fragment of noise or a particle's edge
     costs more).  Beside it: on its rows, at least half a label height long.  A vertical
     bar: beside the label on its rows, or above or below it over its width, at least
@@ -438,7 +441,8 @@ def _placement_cost(box, text_box) -> tuple[float, float] | None:
     if bw >= bh:
         if box[3] <= y0 + 0.25 * th or box[1] >= y1 - 0.25 * th:  # above or below
             offset = ((box[0] + box[2]) / 2 - (x0 + x1) / 2) / tw
-            if abs(offset) > _MAX_OFFSET_TW or not (_LENGTH_TW[0] <= bw / tw <= _LENGTH_TW[1]):
+            # centred within 2 label widths, or anywhere over a long bar (a label at its end)
+            if abs(offset) > max(_MAX_OFFSET_TW, 0.5 * bw / tw) or not (_LENGTH_TW[0] <= bw / tw <= _LENGTH_TW[1]):
                 return None
             return gap + 0.5 * abs(offset) + 2.0 * max(0.0, 0.5 - bw / tw), gap
         if box[3] < y0 or box[1] > y1 or bw < 0.5 * th:  # beside: on its rows
@@ -457,7 +461,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     window, either polarity) around the label are listed from thresholds of
     the neighbourhood, with the label's own pixels masked out; each must sit
     where scale bars sit relative to their labels (gap at most 2.5 label
-    heights, length 0.2-9 label widths, centred within 2 label widths for a
+    heights, length 0.2-9 label widths, centred within 2 label widths or under the label for a
     bar above or below), and is measured with
     :func:`~micrometry.calibrate.scalebar.measure.measure_bar`.
 
@@ -488,7 +492,10 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     # the further rows are there only to hold a long vertical bar whole
     d_near = (_MAX_GAP_TH + 1.5) * th
     near = slice(max(0, int(y0 - d_near) - rya), max(0, int(np.ceil(y1 + d_near)) - rya))
-    outside = crop[near][~text_mask[near]]
+    # and up to 6 label widths beside it (the window reaches further only to hold a long bar
+    # beside the label whole; the grey levels must not change with how far it reaches)
+    near_cols = slice(max(0, int(x0 - 6.0 * tw) - ra), max(0, int(np.ceil(x1 + 6.0 * tw)) - ra))
+    outside = crop[near, near_cols][~text_mask[near, near_cols]]
     if outside.size == 0 or outside.min() == outside.max():
         return []  # nothing around the label, or nothing but one grey level
     med = float(np.median(outside))

@@ -59,6 +59,7 @@ rule train:
 
 DETECTOR_RECIPE = Path(workflow.basedir) / "config" / "train-scalebar.yaml"
 DETECTOR_FINETUNE = Path(workflow.basedir) / "config" / "train-scalebar-finetune.yaml"
+DETECTOR_STAGE3 = Path(workflow.basedir) / "config" / "train-scalebar-stage3.yaml"
 DETECTOR_ARCH = Path(workflow.basedir) / "config" / "scalebar-yolo.yaml"
 
 
@@ -75,7 +76,7 @@ rule train_scalebar_detector_stage1:
         f"{RESULTS}/benchmarks/train/scalebar-yolo-stage1.tsv"
     params:
         version=STAGE_VERSIONS["train"],
-        init="",  # stage 2: --set init_from=STAGE1
+        init="",  # stages 2 and 3: --set init_from=PREVIOUS
     threads: workflow.cores
     resources:
         mem_mb=8000,
@@ -90,25 +91,39 @@ rule train_scalebar_detector_stage1:
         " > {log:q} 2>&1"
 
 
-use rule train_scalebar_detector_stage1 as train_scalebar_detector with:
+use rule train_scalebar_detector_stage1 as train_scalebar_detector_stage2 with:
     """Continue training the stage-1 detector on freshly rendered images at a lower learning rate."""
     input:
         recipe=str(DETECTOR_FINETUNE),
         architecture=str(DETECTOR_ARCH),
-        stage1=f"{RESULTS}/models/detectors/stage1/scalebar-yolo",
+        previous=f"{RESULTS}/models/detectors/stage1/scalebar-yolo",
+    output:
+        detector=directory(f"{RESULTS}/models/detectors/stage2/scalebar-yolo"),
+    log:
+        f"{RESULTS}/logs/train/scalebar-yolo-stage2.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/scalebar-yolo-stage2.tsv"
+    params:
+        version=STAGE_VERSIONS["train"],
+        init=lambda wildcards, input: f"--set init_from={shlex.quote(input.previous)}",
+
+
+use rule train_scalebar_detector_stage2 as train_scalebar_detector with:
+    """Stage 3 (shipped): continue from stage 2 on more fresh images at a lower learning rate."""
+    input:
+        recipe=str(DETECTOR_STAGE3),
+        architecture=str(DETECTOR_ARCH),
+        previous=f"{RESULTS}/models/detectors/stage2/scalebar-yolo",
     output:
         detector=directory(f"{RESULTS}/models/detectors/scalebar-yolo"),
     log:
         f"{RESULTS}/logs/train/scalebar-yolo.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/scalebar-yolo.tsv"
-    params:
-        version=STAGE_VERSIONS["train"],
-        init=lambda wildcards, input: f"--set init_from={shlex.quote(input.stage1)}",
 
 
 rule train_scalebar:
-    """The scale-bar detector recipe, both stages (copy the result to models/scalebar-yolo to ship it)."""
+    """The scale-bar detector recipe, all three stages (copy the result to models/scalebar-yolo to ship it)."""
     input:
         f"{RESULTS}/models/detectors/scalebar-yolo",
     localrule: True

@@ -248,3 +248,30 @@ def test_emps_ground_truth():
     for line in failures:
         print("  miss:", line)
     assert share >= 0.95, failures
+
+
+def test_double_line_measured_at_the_polarity_it_was_found():
+    """A white double line (two 1-px lines, 2 px apart, 116 px) whose dark gap runs on
+    past its ends into a dark band: told the polarity, measure_bar measures the white
+    lines, not the longer dark gap (synthetic 30000015)."""
+    rects = [(0.0, 20.0, 200.0, 30.0, 0.2),  # a dark band, longer than the bar
+             (30.0, 18.0, 146.0, 19.0, 0.95), (30.0, 22.0, 146.0, 23.0, 0.95)]
+    img = to_uint8(render((50, 220), rects, bg=0.5))
+    m = measure_bar(img, (26, 15, 150, 27), polarity="bright")
+    assert m.polarity == "bright" and abs(m.length_px - 116.0) <= 0.5, m
+    with pytest.raises(ValueError, match="polarity"):
+        measure_bar(img, (26, 15, 150, 27), polarity="white")
+
+
+def test_thin_bar_between_a_box_outline_and_its_label():
+    """A 2-px white bar 2 px under the white outline of the box it is drawn in, its white
+    label 2 px below: most of the ring around the bar is as bright as the bar, and the
+    background is the rest (synthetic 30000087 was measured 51 px, the box, at
+    confidence 0.69-0.88)."""
+    rects = [(10.0, 8.0, 61.0, 10.0, 1.0), (10.0, 25.0, 61.0, 27.0, 1.0),  # the outline's top and bottom
+             (10.0, 8.0, 12.0, 27.0, 1.0), (59.0, 8.0, 61.0, 27.0, 1.0),  # and sides
+             (16.0, 12.0, 54.0, 14.0, 1.0)]  # the bar, 38 px
+    img = render((36, 72), rects, bg=0.3)
+    img[16:24, 15:55] = np.where(np.arange(40) % 3 == 0, 1.0, 0.3)  # the label's glyph strokes
+    m = measure_bar(to_uint8(img), (14, 10, 56, 16), polarity="bright")
+    assert abs(m.length_px - 38.0) <= 0.5 and m.bbox[1] == 12, m

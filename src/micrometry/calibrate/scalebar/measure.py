@@ -298,8 +298,12 @@ def _levels(crop: np.ndarray, mask: np.ndarray, polarity: str) -> tuple[float, f
             near_pop = float(np.median(hi_pop if sign > 0 else lo_pop))
             far_pop = float(np.median(lo_pop if sign > 0 else hi_pop))
             full = sign * (bar - bg)
-            if abs(near_pop - far_pop) > 0.25 * abs(full) and sign * (bar - near_pop) >= 0.3 * full:
+            if full > 0 and abs(near_pop - far_pop) > 0.25 * full and sign * (bar - near_pop) >= 0.3 * full:
                 bg = near_pop
+            elif full <= 0 < sign * (bar - far_pop):
+                # most of the ring is as bright as the bar (a thin bar between the outline of
+                # the box it is drawn in and its label's glyphs): the rest is the background
+                bg = far_pop
     return bar, bg
 
 
@@ -435,7 +439,9 @@ def _measure_frame(crop: np.ndarray, cand: _Candidate) -> dict:
     }
 
 
-def _measure_box(arr: np.ndarray, crop_box: tuple[int, int, int, int], orientation: str | None, box) -> tuple[str, _Candidate, dict]:
+def _measure_box(
+    arr: np.ndarray, crop_box: tuple[int, int, int, int], orientation: str | None, box, polarity: str | None = None
+) -> tuple[str, _Candidate, dict]:
     xa, ya, xb, yb = crop_box
     crop = arr[ya:yb, xa:xb].astype(np.float64)
     if not np.isfinite(crop).all():
@@ -458,7 +464,7 @@ def _measure_box(arr: np.ndarray, crop_box: tuple[int, int, int, int], orientati
     best: tuple[_Candidate, str, np.ndarray] | None = None
     for orient in tries:
         frame = crop if orient == "h" else crop.T
-        cand = _pick(_components(frame), frame)
+        cand = _pick([c for c in _components(frame) if polarity in (None, c.polarity)], frame)
         if cand is None:
             continue
         if best is None or (cand.elongation, cand.score) > (best[0].elongation, best[0].score):
@@ -469,7 +475,9 @@ def _measure_box(arr: np.ndarray, crop_box: tuple[int, int, int, int], orientati
     return orient, cand, _measure_frame(frame, cand)
 
 
-def measure_bar(image, box, *, orientation: str | None = None, pad_px: int = 3) -> BarMeasurement:
+def measure_bar(
+    image, box, *, orientation: str | None = None, polarity: str | None = None, pad_px: int = 3
+) -> BarMeasurement:
     """Measure the length of a scale bar inside an approximate box.
 
     Parameters
@@ -484,6 +492,11 @@ def measure_bar(image, box, *, orientation: str | None = None, pad_px: int = 3) 
         The bar's axis.  ``None`` (default): from the box's aspect ratio, or
         both tried when the box is nearly square (the more elongated bar
         wins).
+    polarity : {'bright', 'dark', None}, optional
+        The bar's polarity when the caller knows it (it found the bar at a
+        threshold): only objects of that polarity are measured, so the dark
+        gap of a white double line is not taken for the bar.  ``None``
+        (default): either.
     pad_px : int, optional
         The box is grown by this many pixels on every side (within the
         image) before the search, so that a tight box still shows the bar's
@@ -515,6 +528,8 @@ def measure_bar(image, box, *, orientation: str | None = None, pad_px: int = 3) 
     arr, (xa, ya, xb, yb) = _validate(image, box)
     if orientation not in (None, "h", "v"):
         raise ValueError(f"orientation must be 'h', 'v' or None, got {orientation!r}")
+    if polarity not in (None, "bright", "dark"):
+        raise ValueError(f"polarity must be 'bright', 'dark' or None, got {polarity!r}")
     if pad_px < 0:
         raise ValueError(f"pad_px must be >= 0, got {pad_px}")
     h_img, w_img = arr.shape
@@ -522,7 +537,7 @@ def measure_bar(image, box, *, orientation: str | None = None, pad_px: int = 3) 
     xb, yb = min(xb + pad_px, w_img), min(yb + pad_px, h_img)
     forced = orientation
     for attempt in range(3):
-        orient, cand, res = _measure_box(arr, (xa, ya, xb, yb), forced, box)
+        orient, cand, res = _measure_box(arr, (xa, ya, xb, yb), forced, box, polarity)
         forced = orient
         if attempt == 2:
             break

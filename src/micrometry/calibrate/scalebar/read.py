@@ -316,11 +316,30 @@ _V_BAR_TH = 9.0
 _MIN_RULER_TICKS = 5
 
 
-def _measure(image, box) -> BarMeasurement | None:
+def _measure(image, box, polarity: str | None = None) -> BarMeasurement | None:
     try:
-        return measure_bar(image, box)
+        return measure_bar(image, box, polarity=polarity)
     except (BarNotFoundError, ValueError):
         return None
+
+
+def _is_component(m: BarMeasurement | None, box, text_box, against_label: bool) -> bool:
+    """Whether a measurement is the bar component found at `box` (x0, y0, x1, y1): not a
+    piece of something longer (running into its box's end, unless the image's edge cut
+    it), not the label's own box where the label's rectangle cut it (as wide as the label),
+    and as long as the component, give or take; it may also reach into the label's
+    rectangle, where the mask cut it (a bracket's tick against the label)."""
+    if m is None or ("touches box edge" in m.notes and not any(n.startswith("touches image edge") for n in m.notes)):
+        return False
+    x0, x1 = text_box[0], text_box[2]
+    tw = max(2.0, x1 - x0)
+    if against_label and abs(m.bbox[0] - x0) <= max(2.0, 0.05 * tw) and abs(m.bbox[2] - x1) <= max(2.0, 0.05 * tw):
+        return False
+    along = (box[2] - box[0]) if m.orientation == "h" else (box[3] - box[1])
+    ax = (0, 2) if m.orientation == "h" else (1, 3)
+    into_label = max(0.0, min(m.bbox[ax[1]], text_box[ax[1]] + 1) - max(m.bbox[ax[0]], text_box[ax[0]] - 1))
+    tol = max(2.0, 0.1 * along)
+    return -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0)
 
 
 def _glyph_rows(mask: np.ndarray, text_mask: np.ndarray) -> np.ndarray:
@@ -517,7 +536,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
             masks = plain
         extent_of = _opened_extent if opened else _bar_extent
         found = []
-        for mask in masks:
+        for mask, polarity in zip(masks, ("bright", "dark", "bright", "dark")):
             masked = _glyph_rows(mask, text_mask)
             mask = mask & ~masked
             labels, n_labels = ndi.label(mask, structure=np.ones((3, 3), bool))
@@ -557,7 +576,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 if placed is not None:
                     against_label = bool(contact[lab] >= 0.5 * max(bh, bw) or inside[lab] > 0
                                          or _end_in(labels, lab, masked, (r0, c0, r1, c1)))
-                    found.append((*placed, box, against_label))
+                    found.append((*placed, box, against_label, polarity))
             # tick marks in a row, equally spaced: a ruler (Hitachi's), measured end to end
             ruler = _group_ruler(ticks) if len(ticks) >= _MIN_RULER_TICKS else []
             if len(ruler) >= _MIN_RULER_TICKS:
@@ -565,29 +584,24 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 box = (ra + ruler[0][1].start, rya + r0, ra + ruler[-1][1].stop, rya + r1)
                 placed = _placement_cost(box, (x0, y0, x1, y1))
                 if placed is not None:
-                    found.append((*placed, box, False))
+                    found.append((*placed, box, False, polarity))
         seen = set()
-        for cost, gap, box, against_label in sorted(found, key=lambda f: f[0])[:10]:
-            if box in seen:
+        for cost, gap, box, against_label, polarity in sorted(found, key=lambda f: f[0])[:10]:
+            if (box, polarity) in seen:
                 continue
-            seen.add(box)
+            seen.add((box, polarity))
             m = _measure(image, _pad_box(box, 2, image.shape))
             if against_label and m is not None and "touches box edge" in m.notes:
                 # the label's rectangle cut the bar (a text line box grown over a bar drawn
                 # right under its glyphs): measured again through the rectangle, along the bar
                 m = _measure(image, _pad_box(_through_label(box, text_box, m.orientation), 2, image.shape))
-            if m is None or ("touches box edge" in m.notes and not any(n.startswith("touches image edge") for n in m.notes)):
-                continue  # not found, or a piece of something longer than the component
-            if against_label and abs(m.bbox[0] - x0) <= max(2.0, 0.05 * tw) and abs(m.bbox[2] - x1) <= max(2.0, 0.05 * tw):
-                continue  # the label's own box where the label's rectangle cut it: as wide as the label
-            along = (box[2] - box[0]) if m.orientation == "h" else (box[3] - box[1])
-            # the measured bar is the component, give or take; it may also reach into the
-            # label's rectangle, where the mask cut it (a bracket's tick against the label)
-            ax = (0, 2) if m.orientation == "h" else (1, 3)
-            into_label = max(0.0, min(m.bbox[ax[1]], text_box[ax[1]] + 1) - max(m.bbox[ax[0]], text_box[ax[0]] - 1))
-            tol = max(2.0, 0.1 * along)
-            if -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0):
-                out.append((cost, _outlined(image, m), gap))
+            if not _is_component(m, box, text_box, against_label):
+                # something else was measured (the dark gap of a white double line, running on
+                # into a dark band): only objects of the polarity the component was found at
+                m = _measure(image, _pad_box(box, 2, image.shape), polarity)
+                if not _is_component(m, box, text_box, against_label):
+                    continue
+            out.append((cost, _outlined(image, m), gap))
     return out
 
 

@@ -15,7 +15,7 @@ RESULTS = config["results_dir"]
 # set aside with their reason, not allowed to stop the run: they become error rows of
 # dataset/images.parquet
 SAMPLES, REFUSED_INPUTS = discover_inputs(INPUT_DIR, exclude_dirs=tuple(config["exclude_dirs"]))
-for _path, _reason in REFUSED_INPUTS.items():
+for _reason in REFUSED_INPUTS.values():
     logger.warning(f"micrometry: {_reason}")
 if config["calibration"]["overrides_csv"]:
     from micrometry.calibrate.overrides import load_overrides

@@ -117,11 +117,11 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     samples = list(args.samples or [])
     if args.samples_file:
         samples += [s for s in Path(args.samples_file).read_text().splitlines() if s.strip()]
-    refused = json.loads(args.refused) if args.refused else {}
+    refused: dict[str, str] = {}
     if args.inputs:
         listed = json.loads(Path(args.inputs).read_text(encoding="utf-8"))
         samples += list(listed["samples"])
-        refused = {**refused, **listed.get("refused", {})}
+        refused = dict(listed.get("refused", {}))
     params = json.loads(args.params) if args.params else None
     written = run_aggregate(samples, args.results, args.out_dir, params=params, refused=refused)
     for path in written.values():
@@ -296,7 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", nargs="*")
     s.add_argument("--samples-file", help="file with one sample name per line")
     s.add_argument("--params", help="JSON of the aggregate settings (recorded)")
-    s.add_argument("--refused", help="JSON {relative path: reason} of input files that could not become a sample")
     s.add_argument("--inputs", help='JSON file {"samples": [...], "refused": {path: reason}} (the workflow\'s list)')
     s.set_defaults(func=_cmd_aggregate)
 

@@ -71,7 +71,7 @@ def normalize_grey(
     """
     from micrometry.segment.classical import as_float32
 
-    img = as_float32(image)
+    img = as_float32(image, copy=False)
     finite = np.isfinite(img)
     sel = finite if mask is None else finite & mask
     if not sel.any():

@@ -96,24 +96,24 @@ def check_grey_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     return arr
 
 
-def as_float32(arr: np.ndarray) -> np.ndarray:
-    """A float32 copy of a grey image whose values float32 can hold.
+def as_float32(arr: np.ndarray, *, copy: bool = True) -> np.ndarray:
+    """A float32 version of a grey image whose values float32 can hold.
 
     Float64 pixels beyond float32's range (largest finite magnitude above 1e30,
     which would become ±Inf) or all below it (under 1e-30, which would become 0 or
     lose their precision) are divided by that magnitude first: segmentation does
     not depend on a constant intensity scale.  NaN and ±Inf stay as they are.
+    `copy` False: a float32 input is returned as it is.
 
     >>> as_float32(np.array([[0.0, 1e300], [2e300, np.nan]])).tolist()[0]
     [0.0, 0.5]
     """
     a = np.asarray(arr)
     if a.dtype == np.float64 and a.size:
-        finite = np.isfinite(a)
-        m = float(np.abs(a[finite]).max()) if finite.any() else 0.0
+        m = float(np.max(np.abs(a), where=np.isfinite(a), initial=0.0))
         if m > 1e30 or 0.0 < m < 1e-30:
-            a = a / m
-    return a.astype(np.float32, copy=True)
+            return (a / m).astype(np.float32)
+    return a.astype(np.float32, copy=copy)
 
 
 def _validate_image(image: np.ndarray, exclude: np.ndarray | None, *, name: str = "image") -> tuple[np.ndarray, np.ndarray]:

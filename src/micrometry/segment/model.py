@@ -176,7 +176,7 @@ def normalize_image(
         raise TypeError(f"image must be real-valued, got dtype {img.dtype}")
     from micrometry.segment.classical import as_float32
 
-    img = as_float32(img) if img.dtype == np.float64 else img.astype(np.float32, copy=False)
+    img = as_float32(img, copy=False)
     valid = np.isfinite(img)
     if exclude is not None:
         exclude = np.asarray(exclude, dtype=bool)

@@ -219,9 +219,10 @@ def _group_ruler(ticks: list[tuple[slice, slice, int]]) -> list[tuple[slice, sli
     return best
 
 
-def _contrast_weight(crop: np.ndarray, cand: _Candidate) -> float:
+def _contrast_weight(crop: np.ndarray, cand: _Candidate, grey_range: float) -> float:
     """1 for a candidate that stands out from its surroundings by at least a quarter
-    of the crop's grey range (1st-99th percentile), less in proportion below that.
+    of the crop's grey range (`grey_range`: its 1st-99th percentile, > 0), less in
+    proportion below that.
 
     A threshold near the background's median (three-class Otsu in a noisy crop)
     makes long components of noise, as long as the bar beside them; their
@@ -229,10 +230,7 @@ def _contrast_weight(crop: np.ndarray, cand: _Candidate) -> float:
     """
     bar, bg = _levels(crop, cand.mask, cand.polarity)
     contrast = (bar - bg) if cand.polarity == "bright" else (bg - bar)
-    lo, hi = np.percentile(crop, [1, 99])
-    if hi <= lo:
-        return 1.0
-    return float(np.clip(contrast / (0.25 * (hi - lo)), 0.0, 1.0))
+    return float(np.clip(contrast / (0.25 * grey_range), 0.0, 1.0))
 
 
 def _pick(cands: list[_Candidate], crop: np.ndarray | None = None) -> _Candidate | None:
@@ -251,8 +249,9 @@ def _pick(cands: list[_Candidate], crop: np.ndarray | None = None) -> _Candidate
     best = max(cands, key=lambda c: (c.score, c.elongation))
     if crop is not None:
         top = [c for c in cands if c.score >= 0.5 * best.score]
-        if len(top) > 1:
-            weights = {id(c): _contrast_weight(crop, c) for c in top}
+        lo, hi = np.percentile(crop, [1, 99]) if len(top) > 1 else (0.0, 0.0)
+        if hi > lo:
+            weights = {id(c): _contrast_weight(crop, c, float(hi - lo)) for c in top}
             best = max(top, key=lambda c: (c.score * weights[id(c)], c.elongation))
     for _ in range(3):
         r0, r1, c0, c1 = best.bounds

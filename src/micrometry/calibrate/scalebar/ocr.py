@@ -67,7 +67,7 @@ import numpy as np
 from micrometry.calibrate.scalebar._image import grey as _grey
 from micrometry.calibrate.scalebar._image import filled_band, longest_row_runs, only_at_ends
 from micrometry.calibrate.scalebar._image import to_uint8 as _to_uint8
-from micrometry.calibrate.scalebar.parse import _LABEL_RE, ScaleLabel, _normalise, parse_scale_label
+from micrometry.calibrate.scalebar.parse import _LABEL_RE, ScaleLabel, _normalise, parse_scale_label, with_unit
 
 __all__ = [
     "ScaleRead",
@@ -676,10 +676,6 @@ def read_scale_label(
     ScaleRead or None
         ``None`` when no line parses as a scale label.
     """
-    import dataclasses
-
-    from micrometry.calibrate.units import to_nm
-
     prior = dict(UNIT_LOG_PRIOR if unit_log_prior is None else unit_log_prior)
     read_options.pop("accept", None)
     for hit, scorer in _read(image, box, accept=_is_label, **read_options):
@@ -701,16 +697,6 @@ def read_scale_label(
         ranked = sorted(scores, key=scores.__getitem__, reverse=True)
         chosen = ranked[0]
         margin = scores[chosen] - scores[ranked[1]] if len(ranked) > 1 else None
-
-        def as_unit(unit: str, why: str) -> ScaleLabel:
-            if unit == label.unit:
-                return label
-            symbol = {"nm": "nm", "um": "µm", "mm": "mm", "A": "Å"}[unit]
-            return dataclasses.replace(
-                label, unit=unit, value_nm=to_nm(label.value, symbol),
-                corrections=label.corrections + (f"{label.unit}->{unit} ({why})",),
-            )
-
-        runner_up = as_unit(ranked[1], "runner-up unit") if len(ranked) > 1 else None
-        return ScaleRead(as_unit(chosen, "OCR likelihood"), hit, chosen != label.unit, margin, runner_up)
+        runner_up = with_unit(label, ranked[1], "runner-up unit") if len(ranked) > 1 else None
+        return ScaleRead(with_unit(label, chosen, "OCR likelihood"), hit, chosen != label.unit, margin, runner_up)
     return None

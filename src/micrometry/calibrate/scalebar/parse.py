@@ -41,11 +41,12 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+import dataclasses
 from dataclasses import dataclass, field
 
 from micrometry.calibrate.units import to_nm
 
-__all__ = ["ScaleLabel", "parse_scale_label", "unit_cut_off", "nm_per_px", "LABEL_UNITS"]
+__all__ = ["ScaleLabel", "parse_scale_label", "with_unit", "unit_cut_off", "nm_per_px", "LABEL_UNITS"]
 
 #: The normalised units of a :class:`ScaleLabel` and their size in nm.
 LABEL_UNITS: dict[str, float] = {"nm": 1.0, "um": 1e3, "mm": 1e6, "A": 0.1}
@@ -235,6 +236,23 @@ def parse_scale_label(text: str) -> ScaleLabel | None:
         fixes.append(fix)
     value_nm = to_nm(value, _UNIT_SYMBOL[unit])
     return ScaleLabel(value=value, unit=unit, value_nm=value_nm, text=text, corrections=tuple(fixes))
+
+
+def with_unit(label: ScaleLabel, unit: str, why: str) -> ScaleLabel:
+    """`label` in another unit (one of :data:`LABEL_UNITS`), same number, the change
+    recorded as the correction ``"<old>-><new> (<why>)"``; `label` itself when the unit
+    is its own.
+
+    >>> lab = with_unit(parse_scale_label("25mm"), "nm", "runner-up unit")
+    >>> lab.value_nm, lab.corrections
+    (25.0, ('mm->nm (runner-up unit)',))
+    """
+    if unit == label.unit:
+        return label
+    return dataclasses.replace(
+        label, unit=unit, value_nm=to_nm(label.value, _UNIT_SYMBOL[unit]),
+        corrections=label.corrections + (f"{label.unit}->{unit} ({why})",),
+    )
 
 
 _CUT_UNIT_RE = re.compile(rf"^(?:{_NUMBER})\s*[nuU]$")

@@ -308,6 +308,8 @@ _LENGTH_TW = (0.2, 9.0)
 #: How far beside the label (in label widths) a bar is looked for: a bar beside it may be as
 #: long as one above or below it (a 7.7-width bar right of "5 um" was cut at 6).
 _REACH_TW = 9.5
+#: How far beside the label (in label widths) its neighbourhood's grey levels are taken.
+_LEVELS_TW = 6.0
 _MAX_OFFSET_TW = 2.0
 #: How far a vertical bar beside or over a horizontal label may reach above or below it, in
 #: label heights (a 7-height bar above "20 nm" was cut at 6).
@@ -497,8 +499,8 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     # the window: a bar beside the label may be up to the longest length away on its side
     ra = int(max(0, np.floor(x0 - _REACH_TW * tw)))
     rb = int(min(w_img, np.ceil(x1 + _REACH_TW * tw)))
-    # and a vertical bar beside it up to 6 label heights long, or above or below it up to
-    # 2 label widths long
+    # and a vertical bar beside or over it up to _V_BAR_TH label heights long, or above or below
+    # it up to 2 label widths long
     reach = max(_V_BAR_TH * th, 2.0 * tw)
     rya = int(max(0, np.floor(y0 - reach)))
     ryb = int(min(h_img, np.ceil(y1 + reach)))
@@ -511,9 +513,9 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     # the further rows are there only to hold a long vertical bar whole
     d_near = (_MAX_GAP_TH + 1.5) * th
     near = slice(max(0, int(y0 - d_near) - rya), max(0, int(np.ceil(y1 + d_near)) - rya))
-    # and up to 6 label widths beside it (the window reaches further only to hold a long bar
-    # beside the label whole; the grey levels must not change with how far it reaches)
-    near_cols = slice(max(0, int(x0 - 6.0 * tw) - ra), max(0, int(np.ceil(x1 + 6.0 * tw)) - ra))
+    # and up to _LEVELS_TW label widths beside it (the window reaches further only to hold a
+    # long bar beside the label whole; the grey levels must not change with how far it reaches)
+    near_cols = slice(max(0, int(x0 - _LEVELS_TW * tw) - ra), max(0, int(np.ceil(x1 + _LEVELS_TW * tw)) - ra))
     outside = crop[near, near_cols][~text_mask[near, near_cols]]
     if outside.size == 0 or outside.min() == outside.max():
         return []  # nothing around the label, or nothing but one grey level
@@ -524,6 +526,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     # and the extreme separates a bar from a background that Otsu would lump it with
     plain = [crop > (med + hi) / 2, crop < (med + lo) / 2, crop > t, crop < t]
     out: list[tuple[float, BarMeasurement, float]] = []
+    seen = set()  # (box, polarity) measured: the opened masks give many of the plain ones again
     for opened in (False, True):
         if opened:
             # a thick bar joined to bright (dark) regions of the micrograph by thinner bridges,
@@ -585,7 +588,6 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 placed = _placement_cost(box, (x0, y0, x1, y1))
                 if placed is not None:
                     found.append((*placed, box, False, polarity))
-        seen = set()
         for cost, gap, box, against_label, polarity in sorted(found, key=lambda f: f[0])[:10]:
             if (box, polarity) in seen:
                 continue
@@ -596,6 +598,8 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 # right under its glyphs): measured again through the rectangle, along the bar
                 m = _measure(image, _pad_box(_through_label(box, text_box, m.orientation), 2, image.shape))
             if not _is_component(m, box, text_box, against_label):
+                if m is not None and m.polarity == polarity:
+                    continue
                 # something else was measured (the dark gap of a white double line, running on
                 # into a dark band): only objects of the polarity the component was found at
                 m = _measure(image, _pad_box(box, 2, image.shape), polarity)

@@ -192,6 +192,31 @@ def test_ctc_scorer_matches_brute_force():
     assert scorer("c") is None
 
 
+def test_unit_prefix_read_as_nothing_is_chosen_by_likelihood(monkeypatch):
+    """A turned, blurred "5 µm" read "5m" (synthetic seed 10,000,116): the µ's frames
+    hold more µ than n or m, so "5 µm" is the label, marked as a correction, with the
+    margin over "5 nm" as its unit's uncertainty; "5 nm" is the runner-up."""
+    chars = ["<blank>", "5", "m", "n", MU, " "]
+    frames = [  # 5, blank, a faint prefix (mostly blank), blank, m
+        {"5": 0.9, "<blank>": 0.1},
+        {"<blank>": 0.95, " ": 0.05},
+        {"<blank>": 0.55, MU: 0.3, "n": 0.05, "m": 0.05, " ": 0.05},
+        {"<blank>": 0.95, " ": 0.05},
+        {"m": 0.9, "<blank>": 0.1},
+    ]
+    probs = np.array([[f.get(c, 1e-6) for c in chars] for f in frames])
+    probs /= probs.sum(axis=1, keepdims=True)
+    hit = TextHit("5m", 0.87, (0.0, 0.0, 40.0, 16.0))
+    monkeypatch.setattr(ocr, "_read", lambda *a, **k: [(hit, _CTCScorer(probs, chars))])
+    sr = ocr.read_scale_label(np.zeros((16, 40), np.uint8), (0, 0, 40, 16))
+    assert sr is not None and sr.label.unit == "um" and sr.label.value_nm == 5000.0 and sr.rescored
+    assert sr.label.corrections == ("m->um (unit prefix not read)",)
+    assert sr.runner_up.unit == "nm" and sr.log_margin == pytest.approx(np.log(0.3 / 0.05), abs=0.05)
+    # a detector-found line has no per-frame likelihoods: "5m" is then not a label
+    monkeypatch.setattr(ocr, "_read", lambda *a, **k: [(hit, None)])
+    assert ocr.read_scale_label(np.zeros((16, 40), np.uint8), (0, 0, 40, 16)) is None
+
+
 def test_models_are_files_of_the_wheel():
     import rapidocr_onnxruntime
 

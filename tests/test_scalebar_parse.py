@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from micrometry.calibrate.scalebar.parse import LABEL_UNITS, ScaleLabel, nm_per_px, parse_scale_label, unit_cut_off
+from micrometry.calibrate.scalebar.parse import (
+    LABEL_UNITS,
+    ScaleLabel,
+    nm_per_px,
+    parse_scale_label,
+    unit_cut_off,
+    unit_prefix_lost,
+)
 
 MICRO = "\u00b5"  # micro sign
 MU = "\u03bc"  # Greek small letter mu
@@ -158,4 +165,17 @@ def test_unit_cut_off(text, cut):
     detector's box left out: worth a second read, never a label itself."""
     assert unit_cut_off(text) is cut
     if cut:
+        assert parse_scale_label(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("5m", "5"), ("5 m", "5"), ("0.5m", "0.5"), ("20 m.", "20"), ("5 mm", None), ("5 nm", None),
+     ("m", None), ("WD 10 m", None), ("5 km", None), ("5", None)],
+)
+def test_unit_prefix_lost(text, number):
+    """A number and a lone "m" is a label whose unit prefix OCR read as nothing (no scale
+    bar is metres long): its number is given back, and it is never a label by itself."""
+    assert unit_prefix_lost(text) == number
+    if number is not None:
         assert parse_scale_label(text) is None

@@ -56,6 +56,7 @@ The engines are loaded once per process and kept in a module-level cache
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -67,7 +68,14 @@ import numpy as np
 from micrometry.calibrate.scalebar._image import grey as _grey
 from micrometry.calibrate.scalebar._image import filled_band, longest_row_runs, only_at_ends
 from micrometry.calibrate.scalebar._image import to_uint8 as _to_uint8
-from micrometry.calibrate.scalebar.parse import _LABEL_RE, ScaleLabel, _normalise, parse_scale_label, with_unit
+from micrometry.calibrate.scalebar.parse import (
+    _LABEL_RE,
+    ScaleLabel,
+    _normalise,
+    parse_scale_label,
+    unit_prefix_lost,
+    with_unit,
+)
 
 __all__ = [
     "ScaleRead",
@@ -606,6 +614,19 @@ _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _unit_scores(scorer: _CTCScorer, number: str, prior: Mapping[str, float]) -> dict[str, float]:
+    """Log-likelihood of `number` followed by each unit (its best spelling, with or
+    without a space), plus the unit's log prior; units the recognizer cannot spell are
+    left out."""
+    scores: dict[str, float] = {}
+    for unit, spellings in _UNIT_SPELLINGS.items():
+        lls = [scorer(number + sep + sp) for sp in spellings for sep in ("", " ")]
+        lls = [ll for ll in lls if ll is not None]
+        if lls:
+            scores[unit] = max(lls) + prior.get(unit, 0.0)
+    return scores
+
+
 @dataclass(frozen=True)
 class ScaleRead:
     """A scale-bar label read from pixels.
@@ -681,17 +702,23 @@ def read_scale_label(
     for hit, scorer in _read(image, box, accept=_is_label, **read_options):
         label = parse_scale_label(hit.text)
         if label is None:
-            continue
+            number = unit_prefix_lost(hit.text) if scorer is not None else None
+            scores = _unit_scores(scorer, number, prior) if number is not None else {}
+            if len(scores) < 2:
+                continue
+            # "5m": the prefix was read as nothing; the recognizer's likelihoods choose it
+            ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+            guessed = parse_scale_label(f"{number} {_UNIT_SPELLINGS[ranked[0]][0]}")
+            if guessed is None:
+                continue
+            label = dataclasses.replace(
+                guessed, text=hit.text, corrections=guessed.corrections + (f"m->{ranked[0]} (unit prefix not read)",))
+            runner_up = with_unit(label, ranked[1], "runner-up unit")
+            return ScaleRead(label, hit, True, scores[ranked[0]] - scores[ranked[1]], runner_up)
         match = _LABEL_RE.match(_normalise(hit.text))
         if scorer is None or match is None:
             return ScaleRead(label, hit, False, None)
-        number = match["num"]
-        scores: dict[str, float] = {}
-        for unit, spellings in _UNIT_SPELLINGS.items():
-            lls = [scorer(number + sep + sp) for sp in spellings for sep in ("", " ")]
-            lls = [ll for ll in lls if ll is not None]
-            if lls:
-                scores[unit] = max(lls) + prior.get(unit, 0.0)
+        scores = _unit_scores(scorer, match["num"], prior)
         if label.unit not in scores:
             return ScaleRead(label, hit, False, None)
         ranked = sorted(scores, key=scores.__getitem__, reverse=True)

@@ -46,7 +46,9 @@ from dataclasses import dataclass, field
 
 from micrometry.calibrate.units import to_nm
 
-__all__ = ["ScaleLabel", "parse_scale_label", "with_unit", "unit_cut_off", "nm_per_px", "LABEL_UNITS"]
+__all__ = [
+    "ScaleLabel", "parse_scale_label", "with_unit", "unit_cut_off", "unit_prefix_lost", "nm_per_px", "LABEL_UNITS",
+]
 
 #: The normalised units of a :class:`ScaleLabel` and their size in nm.
 LABEL_UNITS: dict[str, float] = {"nm": 1.0, "um": 1e3, "mm": 1e6, "A": 0.1}
@@ -271,6 +273,28 @@ def unit_cut_off(text: str) -> bool:
     False
     """
     return bool(_CUT_UNIT_RE.match(_normalise(text)))
+
+
+_PREFIX_LOST_RE = re.compile(rf"^(?P<num>{_NUMBER})\s*m$")
+
+
+def unit_prefix_lost(text: str) -> str | None:
+    """The number of OCR text that is a number and a lone ``m``, else None.
+
+    A blurred or thin unit prefix (the µ of ``"5 µm"``, the n of a faint
+    ``"20 nm"``) may be read as nothing, leaving ``"5m"``.  No micrograph's
+    scale bar is metres long, so such a line is a label whose prefix was lost;
+    which prefix it had is for the recognizer's likelihoods to say (see
+    :func:`micrometry.calibrate.scalebar.ocr.read_scale_label`).  The text is
+    never parsed as a label itself.
+
+    >>> unit_prefix_lost("5m"), unit_prefix_lost("0.5 m"), unit_prefix_lost("5 mm"), unit_prefix_lost("5 nm")
+    ('5', '0.5', None, None)
+    >>> unit_prefix_lost("WD 10 m") is None
+    True
+    """
+    match = _PREFIX_LOST_RE.match(_normalise(text))
+    return None if match is None else match["num"]
 
 
 def nm_per_px(label: ScaleLabel, bar_px: float) -> float:

@@ -73,6 +73,12 @@ __all__ = [
 NM_PER_PX_RANGE = (0.005, 5000.0)
 #: Log-odds of the unit over the next best below which the unit counts as uncertain.
 _UNIT_MARGIN = 2.0
+#: Log-odds against a unit that an impossible pixel size (outside NM_PER_PX_RANGE) counts
+#: for: a unit read with a smaller margin gives way to the runner-up unit when that one gives
+#: a possible size.  PP-OCR read a clean 18-px "25nm" as "25mm" with a margin of 2.9
+#: (synthetic seed 10,000,156); a unit read with a margin of 4 or more is kept and the
+#: reading left with its implausible size (and its low confidence).
+_IMPOSSIBLE_SIZE_LOG_ODDS = 4.0
 
 _ROUND_MANTISSAS = (1.0, 2.0, 2.5, 3.0, 4.0, 5.0)
 
@@ -755,16 +761,19 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
     nm = label.value_nm / m.length_px
     lo, hi = NM_PER_PX_RANGE
     alt = sr.runner_up
-    if not lo <= nm <= hi and alt is not None and sr.log_margin is not None and sr.log_margin < _UNIT_MARGIN \
+    unit_margin = sr.log_margin
+    if not lo <= nm <= hi and alt is not None and unit_margin is not None and unit_margin < _IMPOSSIBLE_SIZE_LOG_ODDS \
             and lo <= alt.value_nm / m.length_px <= hi:
-        # an uncertain unit (PP-OCR reads a small "nm" as "mm") that gives a pixel size no
-        # microscope has, where the next most likely unit gives one: the next unit
+        # a unit that gives a pixel size no microscope has, where the next most likely unit
+        # gives one: the next unit, reported with the recognizer's margin against it (and
+        # counted as uncertain)
         label = alt
         nm = label.value_nm / m.length_px
+        unit_margin = -abs(unit_margin)
     conf, factors = reading_confidence(
         label_score=label_score, bar_score=bar_score, ocr_score=sr.hit.score,
         gap_in_label_heights=gap, corrections=len(label.corrections),
-        unit_log_margin=sr.log_margin, round_value=is_round_value(label.value),
+        unit_log_margin=unit_margin, round_value=is_round_value(label.value),
         nm_per_px=nm, bar_notes=len(m.notes), via_text_search=via_text_search,
         number_cut=bool(re.match(r"\s*[.,]", sr.hit.text)),
     )
@@ -774,7 +783,7 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
         "bar_score": None if bar_score is None else round(float(bar_score), 4),
         "ocr_score": round(float(sr.hit.score), 4),
         "gap_label_heights": round(float(gap), 3),
-        "unit_log_margin": None if sr.log_margin is None else round(float(sr.log_margin), 3),
+        "unit_log_margin": None if unit_margin is None else round(float(unit_margin), 3),
         "label_found_by": "text-search" if via_text_search else "detector",
         "bar_found_by": "search" if bar_score is None else "detector",
         "bar_method": m.method,

@@ -384,3 +384,25 @@ def test_long_bar_beside_or_above_its_label_is_found_whole(vertical):
         img[box[1] + 5 : box[1] + 9, box[2] + 6 : box[2] + 6 + length] = 255
     found = [m.length_px for _, m, _ in _bar_candidates(img, box)]
     assert any(abs(v - length) <= 1.0 for v in found), (found, box, length)
+
+
+def test_vertical_bar_the_detector_missed_is_found_as_a_line(monkeypatch):
+    """A white 5 x 80 px vertical bar beside the middle of the left edge, its label "50 nm"
+    turned along it (synthetic seeds 10,000,074 and 10,000,091, which the detector missed
+    whole): the bands along the bottom and top hold nothing, so the bar is found as a
+    bar-like line and its label read turned beside it.  Without the line search nothing
+    is read."""
+    from micrometry.train.synth import _text_patch
+
+    rng = np.random.default_rng(3)
+    img = np.clip(rng.normal(110, 12, (400, 600)), 0, 255).astype(np.uint8)
+    img[150:230, 30:35] = 255
+    patch = np.rot90(_text_patch("50 nm", "DejaVuSans", 18), 1)  # reads bottom to top
+    ph, pw = patch.shape
+    y, x = 150 + (80 - ph) // 2, 40
+    img[y : y + ph, x : x + pw] = np.round(110 * (1 - patch) + 255 * patch).astype(np.uint8)
+    r = read_scalebar(img, detector=_BoxesDetector([]), text_search=True)
+    assert r is not None and r.value_nm == 50 and r.orientation == "v", r
+    assert abs(r.bar_px - 80) <= 1.0 and r.checks["label_found_by"] == "text-search"
+    monkeypatch.setattr("micrometry.calibrate.scalebar.read.find_bar_lines", lambda image: [])
+    assert read_scalebar(img, detector=_BoxesDetector([]), text_search=True) is None

@@ -8,12 +8,15 @@ finding the bar and label boxes (a detector) is a separate step.
   :func:`nm_per_px` divides by a bar length.
 - :func:`measure_bar` measures a bar inside an approximate box: length in
   pixels end to end (sub-pixel), orientation, tight box, polarity.
+- :func:`find_bar_lines` lists bar-like lines anywhere in an image, for when
+  the detector found no bar.
 - :func:`read_text` reads text with PP-OCR models (``rapidocr-onnxruntime``,
   offline; the ``scalebar`` extra, imported on first use);
   :func:`read_scale_label` reads and parses a label box, choosing between
   units by the recognizer's likelihood and a prior.
 """
 
+from micrometry.calibrate.scalebar.lines import BarLine, find_bar_lines
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, measure_bar
 from micrometry.calibrate.scalebar.ocr import (
     UNIT_LOG_PRIOR,
@@ -29,12 +32,14 @@ from micrometry.calibrate.scalebar.parse import LABEL_UNITS, ScaleLabel, nm_per_
 __all__ = [
     "LABEL_UNITS",
     "UNIT_LOG_PRIOR",
+    "BarLine",
     "BarMeasurement",
     "BarNotFoundError",
     "ScaleLabel",
     "ScaleRead",
     "TextHit",
     "clear_engine_cache",
+    "find_bar_lines",
     "measure_bar",
     "nm_per_px",
     "parse_scale_label",

@@ -33,7 +33,10 @@
    turned, for a label written along it);
 6. if still nothing was read, PP-OCR's text detector reads the bottom 38 % of
    the image, then the top 30 %, and any line that parses as a scale label is
-   tried the same way (trusted less: no detector vote).
+   tried the same way (trusted less: no detector vote);
+7. if still nothing, bar-like lines found without the detector
+   (:func:`~micrometry.calibrate.scalebar.lines.find_bar_lines`, up to three)
+   are treated as detected bars were in step 5.
 
 Confidence (:func:`reading_confidence`) multiplies the evidence: detector
 scores of label and bar, OCR score, and penalties for every check that
@@ -55,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_runs, only_at_ends
+from micrometry.calibrate.scalebar.lines import find_bar_lines
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, read_scale_label
 from micrometry.calibrate.scalebar.parse import unit_cut_off
@@ -900,7 +904,7 @@ def read_scalebar(
     text_search : bool
         When no detected label can be read, let PP-OCR's text detector look
         along the bottom and top of the image for a line that parses as a
-        scale label.
+        scale label, then around bar-like lines found without the detector.
 
     Returns
     -------
@@ -978,18 +982,22 @@ def read_scalebar(
                 consider(sr, text_box, d.score, via_text_search=False)
         if best is not None and best.confidence >= 0.8:
             return best
+    searched: list[tuple] = []  # windows around bars already read
+
+    def read_around_bar(box) -> None:
+        window = _bar_window(box, arr.shape)
+        if any(_covered(window, w) >= 0.8 for w in searched):
+            return
+        searched.append(window)
+        if not read_lines(window, upscale=None) and box[3] - box[1] > box[2] - box[0]:
+            read_lines(window, upscale=None, turned=True)  # a vertical bar's label may be turned with it
+
     # 2. no label read next to a bar: look for the label around each detected bar
     if best is None:
-        searched: list[tuple] = []
         for d in bars[:3]:
             if best is not None and _gap(best.bar_bbox, d.box) == 0:
                 continue
-            window = _bar_window(d.box, arr.shape)
-            if any(_covered(window, w) >= 0.8 for w in searched):
-                continue
-            searched.append(window)
-            if not read_lines(window, upscale=None) and d.box[3] - d.box[1] > d.box[2] - d.box[0]:
-                read_lines(window, upscale=None, turned=True)  # a vertical bar's label may be turned with it
+            read_around_bar(d.box)
             if best is not None and best.confidence >= 0.8:
                 return best
     # 3. still nothing: scale bars sit along the bottom or top edge in nearly every micrograph;
@@ -998,5 +1006,12 @@ def read_scalebar(
         h_img, w_img = arr.shape
         for band in ((0, int(h_img * 0.62), w_img, h_img), (0, 0, w_img, int(np.ceil(h_img * 0.3)))):
             if read_lines(band, upscale=None):
+                break
+    # 4. still nothing: bar-like lines that the detector missed (a thin vertical bar beside the
+    #    image's middle, a dark bar on a dark noisy image), their labels looked for around them
+    if best is None and text_search:
+        for line in find_bar_lines(arr):
+            read_around_bar(line.box)
+            if best is not None:
                 break
     return best

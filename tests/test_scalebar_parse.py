@@ -64,6 +64,9 @@ CASES: list[tuple[str, float | None, str | None, tuple[str, ...]]] = [
     ("2 pum", 2, "um", ("pum->um",)),
     ("100 nrn", 100, "nm", ("rn->m",)),
     (f"5 {MU}", 5, "um", ("bare mu",)),
+    ("02um", 0.2, "um", ("0x->0.x",)),  # "0,2 µm" with its comma not read (synthetic 50,000,149)
+    ("005 mm", 0.05, "mm", ("0x->0.x",)),
+    ("0O5 nm", 0.05, "nm", ("O->0", "0x->0.x")),
     ("Scale bar: 2 um", 2, "um", ()),
     # a bar's end tick touching the label, read as a letter
     ("500 nmL", 500, "nm", ("bar tick",)),

@@ -406,3 +406,12 @@ def test_vertical_bar_the_detector_missed_is_found_as_a_line(monkeypatch):
     assert abs(r.bar_px - 80) <= 1.0 and r.checks["label_found_by"] == "text-search"
     monkeypatch.setattr("micrometry.calibrate.scalebar.read.find_bar_lines", lambda image: [])
     assert read_scalebar(img, detector=_BoxesDetector([]), text_search=True) is None
+
+
+def test_a_glyph_stroke_beside_the_glyph_box_is_not_a_vertical_bar():
+    """Synthetic seed 50,000,120: the last stroke of "2 µm" (15 px tall, sticking out of the
+    14-px glyph box) was taken for a vertical bar beside the label; a vertical bar must be
+    1.5 label heights long.  One of 2 label heights beside the label is placed."""
+    label = (646.0, 665.0, 703.0, 679.0)
+    assert _placement_cost((699, 664, 707, 679), label) is None
+    assert _placement_cost((706, 660, 711, 688), label) is not None

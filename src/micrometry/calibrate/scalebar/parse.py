@@ -168,6 +168,11 @@ def _number(raw: str) -> tuple[float | None, list[str]]:
             s = head + "." + tail  # decimal comma: a convention, not an OCR error
     if s in ("", "."):
         return None, fixes
+    if len(s) >= 2 and s[0] == "0" and s[1].isdigit():
+        # no label is printed with a leading zero ("02 µm"): the decimal point or comma
+        # after it was not read ("0,2 µm")
+        fixes.append("0x->0.x")
+        s = "0." + s[1:]
     if s.endswith("."):
         s = s[:-1]
     if s.startswith("."):

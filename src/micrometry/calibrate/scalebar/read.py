@@ -324,6 +324,12 @@ _MAX_OFFSET_TW = 2.0
 #: How far a vertical bar beside or over a horizontal label may reach above or below it, in
 #: label heights (a 7-height bar above "20 nm" was cut at 6).
 _V_BAR_TH = 9.0
+#: A vertical bar beside or over a horizontal label is at least this many label heights long:
+#: the last stroke of an "m" that sticks out of the glyph box is about one (synthetic seed
+#: 50,000,120: a 15-px stroke of "2 µm" beside its 14-px glyph box was taken for the bar);
+#: the generator's vertical bars are 10-30 % of the image's height, about 2.5 label heights
+#: or more, and none of the 73 real bars is vertical.
+_MIN_V_BAR_TH = 1.5
 #: Fewest equally spaced tick marks taken for a ruler (Hitachi's has 11).
 _MIN_RULER_TICKS = 5
 
@@ -461,7 +467,7 @@ def _placement_cost(box, text_box) -> tuple[float, float] | None:
     and not much shorter than the label (a fragment of noise or a particle's edge
     costs more).  Beside it: on its rows, at least half a label height long.  A vertical
     bar: beside the label on its rows, or above or below it over its width, at least
-    one label height long.
+    `_MIN_V_BAR_TH` label heights long.
     """
     x0, y0, x1, y1 = text_box
     th, tw = max(2.0, y1 - y0), max(2.0, x1 - x0)
@@ -480,7 +486,7 @@ def _placement_cost(box, text_box) -> tuple[float, float] | None:
             return None
         return gap + 0.5, gap
     over_label = not (box[2] <= x0 or box[0] >= x1)
-    if bh < 1.0 * th or (not over_label and (box[3] < y0 or box[1] > y1)):
+    if bh < _MIN_V_BAR_TH * th or (not over_label and (box[3] < y0 or box[1] > y1)):
         return None
     return gap + 0.5, gap
 

@@ -70,6 +70,50 @@ def _runs_at_least(mask: np.ndarray, n: int, axis: int) -> np.ndarray:
     return ndi.uniform_filter1d(full.astype(np.float32), n, axis=axis, mode="constant") > 1e-4
 
 
+def _row_lines(src: np.ndarray, med: float, lo: float, hi: float) -> list[tuple[tuple[int, int, int, int], str, float]]:
+    """The bar-like lines along the rows of `src` (see :func:`find_bar_lines`), as
+    ``(box, polarity, contrast)``, the box ``(x0, y0, x1, y1)`` in `src`'s pixels."""
+    from scipy import ndimage as ndi
+
+    h, w = src.shape
+    smooth = ndi.uniform_filter1d(src, 5, axis=1)
+    out = []
+    for polarity, sign, mask, side in (
+        ("bright", 1.0, smooth > (med + hi) / 2, hi - med),
+        ("dark", -1.0, smooth < (med + lo) / 2, med - lo),
+    ):
+        if side <= 0:
+            continue
+        lines = ndi.binary_closing(_runs_at_least(mask, _RUN_PX, axis=1), np.ones((4, 1), bool))
+        labels, _ = ndi.label(lines)
+        for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+            if sl is None:
+                continue
+            r0, c0, r1, c1 = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
+            if r0 == 0 or c0 == 0 or r1 == h or c1 == w:
+                continue  # cut by the border: a frame, an edge, a large object
+            length = c1 - c0
+            if not _MIN_LENGTH_PX <= length <= _MAX_LENGTH_FRACTION * w:
+                continue
+            band = filled_band(labels[sl] == lab)
+            if band is None:
+                continue
+            thick = band[1] - band[0]
+            if thick > min(_MAX_THICK_FRACTION * length, _MAX_THICK_PX):
+                continue
+            top, bottom = r0 + band[0], r0 + band[1]
+            d = max(2, thick)  # the rows beside the band, one row away (anti-aliasing)
+            if top - d - 1 < 0 or bottom + d + 1 > h:
+                continue
+            inner = float(src[top:bottom, c0:c1].mean())
+            before = float(src[top - d - 1 : top - 1, c0:c1].mean())
+            after = float(src[bottom + 1 : bottom + d + 1, c0:c1].mean())
+            contrast = min(sign * (inner - before), sign * (inner - after)) / side
+            if contrast >= _MIN_CONTRAST:
+                out.append(((int(c0), int(top), int(c1), int(bottom)), polarity, float(contrast)))
+    return out
+
+
 def find_bar_lines(image: np.ndarray, max_lines: int = 3) -> list[BarLine]:
     """Straight bands of extreme grey level with background on both sides.
 
@@ -106,8 +150,6 @@ def find_bar_lines(image: np.ndarray, max_lines: int = 3) -> list[BarLine]:
     >>> find_bar_lines(img)[0].box  # along the line, within the 5-px smoothing
     (30, 100, 130, 104)
     """
-    from scipy import ndimage as ndi
-
     arr = np.asarray(image, dtype=np.float32)
     if arr.ndim != 2:
         raise ValueError(f"image must be 2-D grey, got shape {arr.shape}")
@@ -121,52 +163,11 @@ def find_bar_lines(image: np.ndarray, max_lines: int = 3) -> list[BarLine]:
     # a bar may be nearly all of an extreme level (a plain background): then halfway to it
     hi, lo = max(hi, (med + float(sample.max())) / 2), min(lo, (med + float(sample.min())) / 2)
     found: list[tuple[float, BarLine]] = []
-    for axis, orientation in ((1, "h"), (0, "v")):
-        src = arr if axis == 1 else arr.T  # lines along the rows of src
-        smooth = ndi.uniform_filter1d(arr, 5, axis=axis)
-        across = np.ones((4, 1), bool) if axis == 1 else np.ones((1, 4), bool)
-        for polarity, sign, mask, side in (
-            ("bright", 1.0, smooth > (med + hi) / 2, hi - med),
-            ("dark", -1.0, smooth < (med + lo) / 2, med - lo),
-        ):
-            if side <= 0:
-                continue
-            lines = ndi.binary_closing(_runs_at_least(mask, _RUN_PX, axis), across)
-            labels, _ = ndi.label(lines)
-            for lab, sl in enumerate(ndi.find_objects(labels), start=1):
-                if sl is None:
-                    continue
-                r0, c0, r1, c1 = sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
-                if r0 == 0 or c0 == 0 or r1 == h or c1 == w:
-                    continue  # cut by the border: a frame, an edge, a large object
-                comp = labels[sl] == lab
-                if axis == 0:
-                    comp = comp.T
-                a0, b0 = (r0, c0) if axis == 1 else (c0, r0)  # first row / column in src
-                length = comp.shape[1]
-                if not _MIN_LENGTH_PX <= length <= _MAX_LENGTH_FRACTION * src.shape[1]:
-                    continue
-                band = filled_band(comp)
-                if band is None:
-                    continue
-                thick = band[1] - band[0]
-                if thick > min(_MAX_THICK_FRACTION * length, _MAX_THICK_PX):
-                    continue
-                top, bottom = a0 + band[0], a0 + band[1]
-                d = max(2, thick)  # the rows beside the band, one row away (anti-aliasing)
-                if top - d - 1 < 0 or bottom + d + 1 > src.shape[0]:
-                    continue
-                cols = slice(b0, b0 + length)
-                inner = float(src[top:bottom, cols].mean())
-                before = float(src[top - d - 1 : top - 1, cols].mean())
-                after = float(src[bottom + 1 : bottom + d + 1, cols].mean())
-                contrast = min(sign * (inner - before), sign * (inner - after)) / side
-                if not contrast >= _MIN_CONTRAST:
-                    continue
-                box = (c0, top, c0 + length, bottom) if axis == 1 else (top, r0, bottom, r0 + length)
-                x0, y0, x1, y1 = box
-                near_border = min(x0, y0, w - x1, h - y1) <= _NEAR_BORDER_FRACTION * min(h, w)
-                found.append((length * contrast * (1.0 if near_border else 0.5), BarLine(tuple(int(v) for v in box), orientation, polarity,
-                                                         float(contrast))))
+    for orientation, src in (("h", arr), ("v", np.ascontiguousarray(arr.T))):  # vertical lines: rows of arr.T
+        for (a0, b0, a1, b1), polarity, contrast in _row_lines(src, med, lo, hi):
+            box = (a0, b0, a1, b1) if orientation == "h" else (b0, a0, b1, a1)
+            near_border = min(box[0], box[1], w - box[2], h - box[3]) <= _NEAR_BORDER_FRACTION * min(h, w)
+            rank = (a1 - a0) * contrast * (1.0 if near_border else 0.5)
+            found.append((rank, BarLine(box, orientation, polarity, contrast)))
     found.sort(key=lambda f: -f[0])
     return [line for _, line in found[:max_lines]]

@@ -677,7 +677,9 @@ def read_scale_label(
     the line came from the recognizer alone, the units a label can have
     (nm, µm, mm, Å; each spelling, with or without a space) are compared by
     their CTC log-likelihood given the recognizer's output, plus
-    `unit_log_prior`; the number is kept as read.
+    `unit_log_prior`; the number is kept as read.  Such a line that is a number
+    and a lone ``m`` (:func:`~micrometry.calibrate.scalebar.parse.unit_prefix_lost`)
+    gets its unit the same way, recorded as a correction.
 
     Parameters
     ----------
@@ -701,29 +703,30 @@ def read_scale_label(
     read_options.pop("accept", None)
     for hit, scorer in _read(image, box, accept=_is_label, **read_options):
         label = parse_scale_label(hit.text)
-        if label is None:
+        if label is not None:
+            match = _LABEL_RE.match(_normalise(hit.text))
+            if scorer is None or match is None:
+                return ScaleRead(label, hit, False, None)
+            number = match["num"]
+        else:
+            # "5m": a prefix read as nothing, which only the recognizer's likelihoods can give back
             number = unit_prefix_lost(hit.text) if scorer is not None else None
-            scores = _unit_scores(scorer, number, prior) if number is not None else {}
-            if len(scores) < 2:
+            if number is None:
                 continue
-            # "5m": the prefix was read as nothing; the recognizer's likelihoods choose it
-            ranked = sorted(scores, key=scores.__getitem__, reverse=True)
-            guessed = parse_scale_label(f"{number} {_UNIT_SPELLINGS[ranked[0]][0]}")
+        scores = _unit_scores(scorer, number, prior)
+        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+        if label is None:
+            guessed = parse_scale_label(f"{number} {_UNIT_SPELLINGS[ranked[0]][0]}") if len(ranked) > 1 else None
             if guessed is None:
                 continue
-            label = dataclasses.replace(
-                guessed, text=hit.text, corrections=guessed.corrections + (f"m->{ranked[0]} (unit prefix not read)",))
-            runner_up = with_unit(label, ranked[1], "runner-up unit")
-            return ScaleRead(label, hit, True, scores[ranked[0]] - scores[ranked[1]], runner_up)
-        match = _LABEL_RE.match(_normalise(hit.text))
-        if scorer is None or match is None:
+            label = dataclasses.replace(guessed, text=hit.text, corrections=guessed.corrections + (
+                f"m->{ranked[0]} (unit prefix not read)",))
+            rescored = True
+        elif label.unit not in scores:
             return ScaleRead(label, hit, False, None)
-        scores = _unit_scores(scorer, match["num"], prior)
-        if label.unit not in scores:
-            return ScaleRead(label, hit, False, None)
-        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
-        chosen = ranked[0]
-        margin = scores[chosen] - scores[ranked[1]] if len(ranked) > 1 else None
+        else:
+            rescored = ranked[0] != label.unit
+        margin = scores[ranked[0]] - scores[ranked[1]] if len(ranked) > 1 else None
         runner_up = with_unit(label, ranked[1], "runner-up unit") if len(ranked) > 1 else None
-        return ScaleRead(with_unit(label, chosen, "OCR likelihood"), hit, chosen != label.unit, margin, runner_up)
+        return ScaleRead(with_unit(label, ranked[0], "OCR likelihood"), hit, rescored, margin, runner_up)
     return None

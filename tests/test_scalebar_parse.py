@@ -61,6 +61,7 @@ CASES: list[tuple[str, float | None, str | None, tuple[str, ...]]] = [
     ("5 pm", 5, "um", ("pm->um",)),
     ("0.5pm", 0.5, "um", ("pm->um",)),
     ("0.2pum", 0.2, "um", ("pum->um",)),
+    ("2jm", 2, "um", ("jm->um",)),  # a small "µ" read as "j" (synthetic 40,000,172)
     ("2 pum", 2, "um", ("pum->um",)),
     ("100 nrn", 100, "nm", ("rn->m",)),
     (f"5 {MU}", 5, "um", ("bare mu",)),
@@ -74,6 +75,8 @@ CASES: list[tuple[str, float | None, str | None, tuple[str, ...]]] = [
     (f"2 {MU}m I", 2, "um", ("bar tick",)),
     ("J50 nm", 50, "nm", ("bar tick",)),
     ("L 0.2 um", 0.2, "um", ("bar tick",)),
+    ("A25nm", 25, "nm", ("bar tick",)),  # "├25 nm" (synthetic 40,000,127)
+    ("H20 nm", 20, "nm", ("bar tick",)),  # (synthetic 40,000,157)
     # rejects: instrument data bars
     ("HV 20.0 kV", None, None, ()),
     ("WD 10.2 mm", None, None, ()),
@@ -174,7 +177,8 @@ def test_unit_cut_off(text, cut):
 @pytest.mark.parametrize(
     ("text", "number"),
     [("5m", "5"), ("5 m", "5"), ("0.5m", "0.5"), ("20 m.", "20"), ("5 mm", None), ("5 nm", None),
-     ("m", None), ("WD 10 m", None), ("5 km", None), ("5", None)],
+     ("m", None), ("WD 10 m", None), ("5 km", None), ("5", None),
+     ("0.25.m", "0.25"), ("0,5,m", "0,5")],  # the lost "u" left a point behind (synthetic 40,000,139)
 )
 def test_unit_prefix_lost(text, number):
     """A number and a lone "m" is a label whose unit prefix OCR read as nothing (no scale

@@ -10,6 +10,7 @@ pytest.importorskip("rapidocr_onnxruntime")
 
 from micrometry.calibrate.scalebar._image import longest_row_runs  # noqa: E402
 from micrometry.calibrate.scalebar.detect import Detection  # noqa: E402
+from micrometry.calibrate.scalebar.parse import parse_scale_label  # noqa: E402
 from micrometry.calibrate.scalebar.read import (  # noqa: E402
     _bar_candidates,
     _bar_extent,
@@ -415,3 +416,88 @@ def test_a_glyph_stroke_beside_the_glyph_box_is_not_a_vertical_bar():
     label = (646.0, 665.0, 703.0, 679.0)
     assert _placement_cost((699, 664, 707, 679), label) is None
     assert _placement_cost((706, 660, 711, 688), label) is not None
+
+
+def test_thin_ticked_line_with_noise_clinging_to_it_is_bar_shaped():
+    """A 1-px line with 9-px end ticks on shot noise (synthetic 40,000,127): specks cling to
+    the line above and below at 40 % of its positions, three pixels across.  They are not
+    ticks (a line through a particle stays rejected: test above)."""
+    th = 13.0
+    line = np.zeros((11, 56), bool)
+    line[5, 2:55] = True
+    line[1:10, 2] = line[1:10, 54] = True
+    specks = np.zeros_like(line)
+    cols = np.arange(4, 52, 4)
+    specks[4, cols] = specks[6, cols] = True
+    specks[4, cols + 1] = specks[6, cols + 1] = True
+    assert ((line | specks).sum(axis=0) >= 3).mean() >= 0.4
+    assert _bar_extent(line | specks, th) == (0, 0, 11, 56)
+
+
+def test_small_label_by_a_detected_bar_is_read_enlarged():
+    """"5 um" in 7-px glyphs above a detected 187-px bar (synthetic 40,000,018 and
+    40,000,115): PP-OCR's text detector misses it at full size; the bar's near
+    surroundings are read again enlarged twice."""
+    rng = np.random.default_rng(5)
+    img = np.clip(rng.normal(70, 10, (400, 700)), 0, 255).astype(np.uint8)
+    img[300:304, 200:387] = 255
+    box = _paste_text(img, "5 um", 200, 290, 255, 70, size=10)
+    assert box[3] - box[1] <= 8
+    det = _BoxesDetector([Detection("bar", 0.3, (199.0, 299.0, 388.0, 305.0))])
+    r = read_scalebar(img, detector=det, text_search=False)
+    assert r is not None and r.value_nm == 5000, r
+    assert abs(r.bar_px - 187) <= 1.0
+
+
+@pytest.mark.parametrize("reread_text", ["150 nm", None])
+def test_a_label_line_whose_reread_disagrees(monkeypatch, reread_text):
+    """PP-OCR's text detector reads "50 nm" under a bar.  Read again on its own, widened
+    past its ends, the line gave "150 nm" (a bar's end tick taken in, synthetic
+    40,000,174) or nothing (40,000,129): the line as the text detector read it is taken,
+    the second time only because no step reads anything else."""
+    from micrometry.calibrate.scalebar import ocr
+    from micrometry.calibrate.scalebar import read as read_mod
+
+    img, box = _scene(bar_px=120, text="50 nm")
+    line_box = (box[0] - 2.0, box[1] - 2.0, box[2] + 2.0, box[3] + 2.0)
+
+    def text_detector(image, window=None, **kw):
+        return [ocr.TextHit("50 nm", 0.95, line_box)] if kw.get("single_line") is False else []
+
+    def reread(image, rbox, threads, detect=True, widen=True):
+        if reread_text is None:
+            return None, tuple(rbox)
+        label = parse_scale_label(reread_text)
+        return ocr.ScaleRead(label, ocr.TextHit(reread_text, 0.9, tuple(rbox)), False, 8.0), tuple(rbox)
+
+    monkeypatch.setattr(ocr, "read_text", text_detector)
+    monkeypatch.setattr(read_mod, "_read_label", reread)
+    r = read_scalebar(img, detector=_BoxesDetector([]), text_search=True)
+    assert r is not None and r.value_nm == 50, r
+    assert abs(r.bar_px - 120) <= 1.0
+
+
+def test_vertical_line_read_upside_down_is_read_again_turned(monkeypatch):
+    """A vertical label that PP-OCR's line crop turned the wrong way up ("50 nm" read
+    "mu05", synthetic 40,000,039) is read again turned both ways beside its bar."""
+    from micrometry.calibrate.scalebar import ocr
+    from micrometry.train.synth import _text_patch
+
+    rng = np.random.default_rng(3)
+    img = np.clip(rng.normal(110, 12, (400, 600)), 0, 255).astype(np.uint8)
+    img[150:230, 30:35] = 255
+    patch = np.rot90(_text_patch("50 nm", "DejaVuSans", 18), 1)  # reads bottom to top
+    ph, pw = patch.shape
+    y, x = 150 + (80 - ph) // 2, 40
+    img[y : y + ph, x : x + pw] = np.round(110 * (1 - patch) + 255 * patch).astype(np.uint8)
+    vbox = (x - 2.0, y - 2.0, x + pw + 2.0, y + ph + 2.0)
+
+    def text_detector(image, window=None, **kw):  # only the upside-down line of the whole image
+        if kw.get("single_line") is False and np.shape(image) == img.shape:
+            return [ocr.TextHit("mu05", 0.57, vbox)]
+        return []
+
+    monkeypatch.setattr(ocr, "read_text", text_detector)
+    r = read_scalebar(img, detector=_BoxesDetector([]), text_search=True)
+    assert r is not None and r.value_nm == 50 and r.orientation == "v", r
+    assert abs(r.bar_px - 80) <= 1.0

@@ -15,7 +15,7 @@ OCR output of burned-in scale-bar labels is noisy in predictable ways.
   ``m`` is a misread ``µ``: scale bars in picometres (atomic-resolution
   images only) are far rarer than OCR dropping the tail of a ``µ``.  A
   bold ``µ`` is also read as ``pu`` (its descender taken for a ``p``):
-  ``"0.2pum"``;
+  ``"0.2pum"``, and a small one as ``j`` (lower case: ``"2jm"``);
 - ångström written ``Å`` (U+00C5 or the Angstrom sign U+212B), ``A``
   (upper case only) or spelled out (``Angstrom``, ``ångström``);
 - spelled-out units (``nanometer``, ``micron``, ``micrometre``,
@@ -23,7 +23,7 @@ OCR output of burned-in scale-bar labels is noisy in predictable ways.
 - junk around the label that OCR picks up from bar ends and box edges:
   ``"200 nm|"``, ``"[1 µm]"``, ``"- 50 nm -"``; and the end tick of a bar
   touching the label read as a letter, ``"500 nmL"``, ``"2 µm I"``,
-  ``"100 nmH"``, ``"J50 nm"`` (recorded as the correction ``"bar tick"``).
+  ``"100 nmH"``, ``"J50 nm"``, ``"A25nm"`` (recorded as the correction ``"bar tick"``).
 
 It rejects (returns ``None``) everything else, in particular
 
@@ -123,6 +123,7 @@ _UNITS: tuple[tuple[str, str, str | None], ...] = (
     (r"[uUμ]\s?rn", "um", "rn->m"),
     (r"[pP]\s?[uμ]\s?[mM]", "um", "pum->um"),
     (r"[pP]\s?[mM]", "um", "pm->um"),
+    (r"j\s?[mM]", "um", "jm->um"),
     (r"μ", "um", "bare mu"),
     (r"[mM]\s?[mM]", "mm", None),
     (r"[ÅA]", "A", None),
@@ -133,10 +134,10 @@ _LABEL_RE = re.compile(
 _UNIT_RES = [(re.compile(rf"^(?:{p})$"), u, c) for p, u, c in _UNITS]
 _PREFIX_RE = re.compile(r"^(?:scale\s*(?:bar)?|bar)\s*[:=]?\s*", re.IGNORECASE)
 # the end of a ticked bar touching its label reads as L, J, I, l or H (a tick and the line's
-# start, "├"): after a unit (no unit ends with these letters), or before the number (L and J
-# only: a leading I or l may be a 1)
+# start, "├"): after a unit (no unit ends with these letters), or before the number (L, J, H
+# and A, "A25nm": a leading I or l may be a 1)
 _TICK_AFTER_RE = re.compile(r"(?<=[A-Za-zÅμ])\s*[LJIlH]$")
-_TICK_BEFORE_RE = re.compile(r"^[LJ]\s*(?=[0-9.,])")
+_TICK_BEFORE_RE = re.compile(r"^[LJHA]\s*(?=[0-9.,])")
 
 
 def _normalise(text: str) -> str:
@@ -280,7 +281,8 @@ def unit_cut_off(text: str) -> bool:
     return bool(_CUT_UNIT_RE.match(_normalise(text)))
 
 
-_PREFIX_LOST_RE = re.compile(rf"^(?P<num>{_NUMBER})\s*m$")
+# the prefix may also leave a point or comma behind ("0.25.m")
+_PREFIX_LOST_RE = re.compile(rf"^(?P<num>{_NUMBER})\s*[.,]?\s*m$")
 
 
 def unit_prefix_lost(text: str) -> str | None:
@@ -295,6 +297,8 @@ def unit_prefix_lost(text: str) -> str | None:
 
     >>> unit_prefix_lost("5m"), unit_prefix_lost("0.5 m"), unit_prefix_lost("5 mm"), unit_prefix_lost("5 nm")
     ('5', '0.5', None, None)
+    >>> unit_prefix_lost("0.25.m"), unit_prefix_lost("20.m")
+    ('0.25', '20.')
     >>> unit_prefix_lost("WD 10 m") is None
     True
     """

@@ -10,7 +10,12 @@
    read again on its own by the recognizer
    (:func:`~micrometry.calibrate.scalebar.ocr.read_scale_label`), and a line
    that ends in the first letter of its unit ("200 n", a faint unit left out
-   of the line's box) is read again past its end.  A tall
+   of the line's box) is read again past its end.  When that re-read, widened
+   past the line's ends, reads a number that is no round scale-bar value where
+   the line's is ("150nm" of "50nm": a bar's end tick taken in), the line as
+   the text detector read it is taken; when it reads nothing, that line is
+   kept for step 8.  A tall line that PP-OCR read the wrong way up ("mu009")
+   is read again turned both ways.  A tall
    box holds vertical text: its window is read turned by 90° both ways, and
    its bar is searched for along the label's length (on the transposed
    image).  Only when the window holds no such line is the detector's box
@@ -30,13 +35,18 @@
    (:func:`~micrometry.calibrate.scalebar.measure.measure_bar`);
 5. when no label was read next to a bar, the label is looked for the same
    way around each detected bar (up to three; around a vertical bar also
-   turned, for a label written along it);
+   turned, for a label written along it), and when nothing is found there,
+   in the bar's near surroundings enlarged twice (glyphs under ~10 px escape
+   the text detector at full size);
 6. if still nothing was read, PP-OCR's text detector reads the bottom 38 % of
    the image, then the top 30 %, and any line that parses as a scale label is
    tried the same way (trusted less: no detector vote);
 7. if still nothing, bar-like lines found without the detector
    (:func:`~micrometry.calibrate.scalebar.lines.find_bar_lines`, up to three)
-   are treated as detected bars were in step 5.
+   are treated as detected bars were in step 5;
+8. if still nothing, the label lines of step 2 that only the text detector
+   read (its reading alone drops a character now and then: "10 nm" of a
+   "100 nm").
 
 Confidence (:func:`reading_confidence`) multiplies the evidence: detector
 scores of label and bar, OCR score, and penalties for every check that
@@ -61,7 +71,7 @@ from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_
 from micrometry.calibrate.scalebar.lines import find_bar_lines
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, read_scale_label
-from micrometry.calibrate.scalebar.parse import unit_cut_off
+from micrometry.calibrate.scalebar.parse import parse_scale_label, unit_cut_off, unit_prefix_lost
 
 __all__ = [
     "ScalebarReading",
@@ -271,15 +281,17 @@ def _is_vertical_text(box) -> bool:
     return (box[3] - box[1]) > 1.5 * (box[2] - box[0])
 
 
-def _read_label(image: np.ndarray, box, threads: int | None, detect: bool = True) -> tuple[ScaleRead | None, tuple]:
+def _read_label(image: np.ndarray, box, threads: int | None, detect: bool = True,
+                widen: bool = True) -> tuple[ScaleRead | None, tuple]:
     """Read a label box; tall boxes also turned by ±90°.  Returns (read, text box in image pixels).
 
     A detector's box may cut a character at either end ("0.5 µm" read as "5 µm"), so it is
-    widened by half its height on each side first; the reader trims the crop to the glyphs.
-    `detect` False: the recognizer only (a box that PP-OCR's text detector found around one line).
+    widened by half its height on each side first (`widen`); the reader trims the crop to the
+    glyphs.  `detect` False: the recognizer only (a box that PP-OCR's text detector found
+    around one line).
     """
     h = box[3] - box[1]
-    if (box[2] - box[0]) >= h:
+    if widen and (box[2] - box[0]) >= h:
         box = (max(0.0, box[0] - 0.5 * h), box[1], min(float(image.shape[1]), box[2] + 0.5 * h), box[3])
     try:
         sr = read_scale_label(image, box, threads=threads, detect=detect)
@@ -425,7 +437,9 @@ def _bar_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] |
     band = filled_band(line)  # one band (a frame's two sides are not a bar)
     t_line = 0 if band is None else band[1] - band[0]
     if t_line and t_line <= _MAX_THICK_TH * th and long_ >= 2.5 * t_line and across <= 3.0 * th:
-        thick = line.sum(axis=0) > t_line + 1
+        # positions crossed by something taller than the line (the ticks, a blob on it); a
+        # speck of noise clinging to a thin line above and below is not (JPEG, shot noise)
+        thick = longest_row_runs(line.T) > t_line + 2
         # a short bar's ticks take more of its length ("⊔" of 19 px): then only at its ends
         if thick.mean() <= 0.3 or (thick.mean() <= 0.5 and only_at_ends(thick)):
             return whole
@@ -826,6 +840,16 @@ def _bar_window(box, shape) -> tuple[float, float, float, float]:
     return _clip_box(x0 - d_across, y0 - d_along, x1 + d_across, y1 + d_along, shape)
 
 
+def _near_bar_window(box, shape) -> tuple[float, float, float, float]:
+    """Where a small label (glyphs under ~10 px) of a bar can be: within 48 px across the bar
+    and 30 % of its length (at least 48 px) beyond its ends."""
+    x0, y0, x1, y1 = box
+    d_across, d_along = 48.0, max(48.0, 0.3 * max(x1 - x0, y1 - y0))
+    if (x1 - x0) >= (y1 - y0):
+        return _clip_box(x0 - d_along, y0 - d_across, x1 + d_along, y1 + d_across, shape)
+    return _clip_box(x0 - d_across, y0 - d_along, x1 + d_across, y1 + d_along, shape)
+
+
 def _glyph_box(line_box, shape, read_box=None) -> tuple[float, float, float, float]:
     """The glyphs' box inside a text line found by PP-OCR's text detector.
 
@@ -929,6 +953,7 @@ def read_scalebar(
 
     best: ScalebarReading | None = None
     done: list[tuple] = []  # boxes of the text lines already read
+    unconfirmed: list[tuple] = []  # (ScaleRead, text box) of lines only the text detector read
 
     def consider(sr, text_box, label_score, via_text_search) -> None:
         nonlocal best
@@ -953,25 +978,52 @@ def read_scalebar(
         n = 0
         for hit in hits:
             box = hit.bbox
-            if not _is_label(hit.text):
-                if not unit_cut_off(hit.text) or _is_vertical_text(box):
+            if not _is_label(hit.text) and unit_prefix_lost(hit.text) is None:
+                # (a lost prefix, "5m", is for the recognizer's likelihoods on the re-read)
+                if _is_vertical_text(box):
+                    # a vertical line that PP-OCR turned the wrong way up ("500 nm" read "mu009"):
+                    # the re-read reads it turned both ways
+                    if not any(c.isdigit() for c in hit.text):
+                        continue
+                elif unit_cut_off(hit.text):
+                    # a faint unit left out of the line's box ("200 n"): read past its end
+                    box = (box[0], box[1], min(float(arr.shape[1]), box[2] + 1.5 * (box[3] - box[1])), box[3])
+                else:
                     continue
-                # a faint unit left out of the line's box ("200 n"): read past its end
-                box = (box[0], box[1], min(float(arr.shape[1]), box[2] + 1.5 * (box[3] - box[1])), box[3])
             if any(_iou(box, b) > 0.5 for b in done):
                 n += 1
                 continue
             # read the found line again on its own: the recognizer alone gives the unit's
             # likelihood margin that a line found by the text detector lacks (~0.05 s)
             sr, read_box = _read_label(arr, box, threads, detect=box == hit.bbox)
+            as_found = parse_scale_label(hit.text) if box == hit.bbox else None
+            if as_found is not None and (sr is None or (
+                    is_round_value(as_found.value) and not is_round_value(sr.label.value))):
+                # the re-read read nothing, or, widened past the line's ends, took in what the
+                # text detector left out (a bar's end tick beside "50nm" read "150nm"; the text
+                # detector's own extra characters, "4100nm", are no round number): the line's
+                # own box, else the line as the text detector read it
+                read_nothing = sr is None
+                sr, read_box = _read_label(arr, box, threads, detect=False, widen=False)
+                if sr is None or sr.label.value != as_found.value:
+                    sr, read_box = ScaleRead(as_found, hit, False, None), hit.bbox
+                    if read_nothing:
+                        # the text detector's reading alone drops a character now and then
+                        # ("10 nm" of a "100 nm" that the detector's label box gives whole):
+                        # tried only when no step reads anything else
+                        unconfirmed.append((sr, _glyph_box(box, arr.shape, read_box)))
+                        continue
             if sr is None:
                 continue
             n += 1
             done.append(box)
             text_box = _glyph_box(box, arr.shape, read_box)
-            score = max((d.score for d in labels if _iou(d.box, text_box) >= 0.3), default=None)
-            consider(sr, text_box, 0.0 if score is None else score, via_text_search=score is None)
+            consider_line(sr, text_box)
         return n
+
+    def consider_line(sr, text_box) -> None:
+        score = max((d.score for d in labels if _iou(d.box, text_box) >= 0.3), default=None)
+        consider(sr, text_box, 0.0 if score is None else score, via_text_search=score is None)
 
     # 1. each detected label: PP-OCR's text detector in a window around it finds the whole line
     #    (the detector's boxes are often cut or shifted); the box itself is read when it finds none
@@ -995,8 +1047,16 @@ def read_scalebar(
         if any(_covered(window, w) >= 0.8 for w in searched):
             return
         searched.append(window)
-        if not read_lines(window, upscale=None) and box[3] - box[1] > box[2] - box[0]:
-            read_lines(window, upscale=None, turned=True)  # a vertical bar's label may be turned with it
+        vertical = box[3] - box[1] > box[2] - box[0]
+        if read_lines(window, upscale=None):
+            return
+        if vertical and read_lines(window, upscale=None, turned=True):  # a label turned with its bar
+            return
+        # a small label (glyphs under ~10 px) escapes PP-OCR's text detector at full size: the
+        # bar's near surroundings, where such a label sits, enlarged twice
+        near = _near_bar_window(box, arr.shape)
+        if not read_lines(near, upscale=2.0) and vertical:
+            read_lines(near, upscale=2.0, turned=True)
 
     # 2. no label read next to a bar: look for the label around each detected bar
     if best is None:
@@ -1020,4 +1080,8 @@ def read_scalebar(
             read_around_bar(line.box)
             if best is not None:
                 break
+    # 5. still nothing: label lines as PP-OCR's text detector read them, which no re-read confirmed
+    if best is None:
+        for sr, text_box in unconfirmed:
+            consider_line(sr, text_box)
     return best

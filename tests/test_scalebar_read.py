@@ -369,7 +369,7 @@ def test_label_at_the_end_of_a_long_bar_is_placed():
     assert _placement_cost((215, 863, 265, 867), label) is None  # 50 px, centre 2.3 widths off
 
 
-@pytest.mark.parametrize("vertical", [False, True])
+@pytest.mark.parametrize("vertical", [False, 8])
 def test_long_bar_beside_or_above_its_label_is_found_whole(vertical):
     """A bar 8.3 label widths long beside its label, or a vertical bar 8 label heights tall
     above it (synthetic 10000042, 10000097): the search window holds either whole (it
@@ -377,7 +377,7 @@ def test_long_bar_beside_or_above_its_label_is_found_whole(vertical):
     img = np.full((420, 820), 50, np.uint8)
     if vertical:
         box = _paste_text(img, "5 nm", 300, 380, 255, 50)
-        length = 8 * (box[3] - box[1])
+        length = vertical * (box[3] - box[1])
         img[380 - 6 - length : 380 - 6, 318:322] = 255
     else:
         box = _paste_text(img, "5 um", 20, 200, 255, 50)
@@ -501,3 +501,18 @@ def test_vertical_line_read_upside_down_is_read_again_turned(monkeypatch):
     r = read_scalebar(img, detector=_BoxesDetector([]), text_search=True)
     assert r is not None and r.value_nm == 50 and r.orientation == "v", r
     assert abs(r.bar_px - 80) <= 1.0
+
+
+def test_a_label_read_by_the_text_detector_alone_in_mm_gives_way_to_nm():
+    """"500mm" as PP-OCR's text detector read it, no re-read confirming it (synthetic
+    30,000,081): 500 mm over an 84-px bar is no microscope's pixel size, so the unit PP-OCR
+    confuses with it, nm, is taken, marked uncertain."""
+    from micrometry.calibrate.scalebar import ocr
+    from micrometry.calibrate.scalebar.read import _as_read
+
+    img, box = _scene(bar_px=84, text="500 nm")
+    sr = _as_read(parse_scale_label("500mm"), ocr.TextHit("500mm", 0.94, box))
+    r = _candidate(img, sr, box, 0.0, [], via_text_search=True)
+    assert r is not None and r.unit == "nm" and r.nm_per_px == pytest.approx(500 / 84, rel=0.02)
+    assert r.checks["unit_log_margin"] == 0 and r.checks["factors"]["unit_margin"] < 1
+    assert _as_read(parse_scale_label("5 um"), ocr.TextHit("5 um", 0.9, box)).runner_up is None

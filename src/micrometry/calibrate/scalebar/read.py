@@ -71,7 +71,7 @@ from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_
 from micrometry.calibrate.scalebar.lines import find_bar_lines
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, read_scale_label
-from micrometry.calibrate.scalebar.parse import parse_scale_label, unit_cut_off, unit_prefix_lost
+from micrometry.calibrate.scalebar.parse import parse_scale_label, unit_cut_off, unit_prefix_lost, with_unit
 
 __all__ = [
     "ScalebarReading",
@@ -334,7 +334,10 @@ _REACH_TW = 9.5
 _LEVELS_TW = 6.0
 _MAX_OFFSET_TW = 2.0
 #: How far a vertical bar beside or over a horizontal label may reach above or below it, in
-#: label heights (a 7-height bar above "20 nm" was cut at 6).
+#: label heights (a 7-height bar above "20 nm" was cut at 6).  The generator's vertical bars
+#: (10-30 % of the image's height) reach 11-21 label heights over "50 nm" on synthetic
+#: 30,000,095 and 40,000,130, which this cuts; a reach of 24 reads both but makes the search
+#: around every label slower (median time per image +23 % real, +49 % synthetic).
 _V_BAR_TH = 9.0
 #: A vertical bar beside or over a horizontal label is at least this many label heights long:
 #: the last stroke of an "m" that sticks out of the glyph box is about one (synthetic seed
@@ -344,6 +347,14 @@ _V_BAR_TH = 9.0
 _MIN_V_BAR_TH = 1.5
 #: Fewest equally spaced tick marks taken for a ruler (Hitachi's has 11).
 _MIN_RULER_TICKS = 5
+
+
+def _as_read(label, hit) -> ScaleRead:
+    """A label line as PP-OCR's text detector read it, for want of a re-read: no likelihoods
+    (log margin None), and "nm" and "mm", which PP-OCR confuses, are each other's runner-up,
+    taken when the unit read gives a pixel size no microscope has."""
+    other = {"nm": "mm", "mm": "nm"}.get(label.unit)
+    return ScaleRead(label, hit, False, None, None if other is None else with_unit(label, other, "runner-up unit"))
 
 
 def _measure(image, box, polarity: str | None = None) -> BarMeasurement | None:
@@ -786,14 +797,14 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
     lo, hi = NM_PER_PX_RANGE
     alt = sr.runner_up
     unit_margin = sr.log_margin
-    if not lo <= nm <= hi and alt is not None and unit_margin is not None and unit_margin < _IMPOSSIBLE_SIZE_LOG_ODDS \
+    if not lo <= nm <= hi and alt is not None and (unit_margin is None or unit_margin < _IMPOSSIBLE_SIZE_LOG_ODDS) \
             and lo <= alt.value_nm / m.length_px <= hi:
         # a unit that gives a pixel size no microscope has, where the next most likely unit
-        # gives one: the next unit, reported with the recognizer's margin against it (and
-        # counted as uncertain)
+        # gives one: the next unit, reported with the recognizer's margin against it (0 when
+        # the recognizer gave none) and counted as uncertain
         label = alt
         nm = label.value_nm / m.length_px
-        unit_margin = -abs(unit_margin)
+        unit_margin = -abs(unit_margin or 0.0)
     conf, factors = reading_confidence(
         label_score=label_score, bar_score=bar_score, ocr_score=sr.hit.score,
         gap_in_label_heights=gap, corrections=len(label.corrections),
@@ -1006,7 +1017,7 @@ def read_scalebar(
                 read_nothing = sr is None
                 sr, read_box = _read_label(arr, box, threads, detect=False, widen=False)
                 if sr is None or sr.label.value != as_found.value:
-                    sr, read_box = ScaleRead(as_found, hit, False, None), hit.bbox
+                    sr, read_box = _as_read(as_found, hit), hit.bbox
                     if read_nothing:
                         # the text detector's reading alone drops a character now and then
                         # ("10 nm" of a "100 nm" that the detector's label box gives whole):

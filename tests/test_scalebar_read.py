@@ -369,11 +369,12 @@ def test_label_at_the_end_of_a_long_bar_is_placed():
     assert _placement_cost((215, 863, 265, 867), label) is None  # 50 px, centre 2.3 widths off
 
 
-@pytest.mark.parametrize("vertical", [False, 8])
+@pytest.mark.parametrize("vertical", [False, 8, 21])
 def test_long_bar_beside_or_above_its_label_is_found_whole(vertical):
     """A bar 8.3 label widths long beside its label, or a vertical bar 8 label heights tall
     above it (synthetic 10000042, 10000097): the search window holds either whole (it
-    reached 6 widths beside and 6 heights above)."""
+    reached 6 widths beside and 6 heights above).  One 21 label heights tall (synthetic
+    40,000,130), which the window cuts, is followed along its columns."""
     img = np.full((420, 820), 50, np.uint8)
     if vertical:
         box = _paste_text(img, "5 nm", 300, 380, 255, 50)
@@ -449,12 +450,13 @@ def test_small_label_by_a_detected_bar_is_read_enlarged():
     assert abs(r.bar_px - 187) <= 1.0
 
 
-@pytest.mark.parametrize("reread_text", ["150 nm", None])
+@pytest.mark.parametrize("reread_text", ["150 nm", ",50 nm", None])
 def test_a_label_line_whose_reread_disagrees(monkeypatch, reread_text):
     """PP-OCR's text detector reads "50 nm" under a bar.  Read again on its own, widened
     past its ends, the line gave "150 nm" (a bar's end tick taken in, synthetic
-    40,000,174) or nothing (40,000,129): the line as the text detector read it is taken,
-    the second time only because no step reads anything else."""
+    40,000,174), ",50 nm" (a speck before it, 60,000,065) or nothing (40,000,129): the
+    line as the text detector read it is taken, the last time only because no step reads
+    anything else."""
     from micrometry.calibrate.scalebar import ocr
     from micrometry.calibrate.scalebar import read as read_mod
 
@@ -516,3 +518,56 @@ def test_a_label_read_by_the_text_detector_alone_in_mm_gives_way_to_nm():
     assert r is not None and r.unit == "nm" and r.nm_per_px == pytest.approx(500 / 84, rel=0.02)
     assert r.checks["unit_log_margin"] == 0 and r.checks["factors"]["unit_margin"] < 1
     assert _as_read(parse_scale_label("5 um"), ocr.TextHit("5 um", 0.9, box)).runner_up is None
+
+
+def test_a_column_cut_by_the_window_that_runs_to_the_image_edge_is_no_bar():
+    """A bright column over the label from the image's top edge down to just above it (a
+    particle's straight edge, a frame) is cut by the search window but reaches the edge:
+    not a bar."""
+    img = np.full((420, 820), 50, np.uint8)
+    box = _paste_text(img, "5 nm", 300, 380, 255, 50)
+    img[0 : 380 - 6, 318:322] = 255
+    found = [m for _, m, _ in _bar_candidates(img, box) if m.orientation == "v"]
+    assert not found, [(m.bbox, m.length_px) for m in found]
+
+
+def test_the_dark_gap_of_a_white_double_bar_is_not_its_bar():
+    """A white double bar (two 2-px lines 3 px apart, 98 px) under "10 nm", JPEG-darkened
+    between its lines over 24 px near the label's centre (synthetic 60,000,077): that dark
+    gap is bar-shaped and better centred, but of low contrast; the lines are taken."""
+    from micrometry.calibrate.scalebar import ocr
+
+    rng = np.random.default_rng(7)
+    img = np.clip(rng.normal(60, 14, (300, 400)), 0, 255).astype(np.uint8)
+    box = _paste_text(img, "10 nm", 100, 150, 255, 60, size=16)
+    y = box[3] + 4
+    img[y : y + 2, 100:198] = img[y + 5 : y + 7, 100:198] = 240
+    img[y + 2 : y + 5, 118:142] = 25
+    assert any("low contrast" in m.notes for _, m, _ in _bar_candidates(img, box))
+    sr = ocr.ScaleRead(parse_scale_label("10 nm"), ocr.TextHit("10 nm", 0.95, box), False, 8.0)
+    r = _candidate(img, sr, box, 0.5, [], via_text_search=False)
+    assert r is not None and abs(r.bar_px - 98) <= 1.0, (r.bar_px, r.bar_bbox)
+
+
+@pytest.mark.parametrize(
+    ("text", "bar_box", "value"),
+    [
+        ("10.2 µm", (12, 13, 127, 41), 0.2),  # the tick right before the label: "0.2 µm"
+        ("150nm", (20, 18, 70, 22), 50),
+        ("10.2 µm", (12, 60, 127, 64), 10.2),  # the bar under the label: no tick before it
+        ("150nm", (20, 18, 40, 22), 150),  # the bar ends 30 px before the label
+        ("100 nm", (20, 18, 70, 22), 100),  # a round value is kept
+        ("15 nm", (20, 18, 70, 22), 15),  # a one-digit rest: "15 nm" is a label too
+    ],
+)
+def test_a_bar_end_tick_read_as_a_leading_one(text, bar_box, value):
+    """A "1" before a label's number, where a horizontal bar ends right before the label
+    and the value is no round scale-bar value while the rest is, is the bar's end tick
+    (synthetic 60,000,105: "10.2 µm" of "0.2 µm" right of its bar)."""
+    from micrometry.calibrate.scalebar.read import _ends_before, _tick_read_as_one
+
+    text_box = (123.0, 11.0, 243.0, 41.0) if "µ" in text else (72.0, 14.0, 110.0, 26.0)
+    label = parse_scale_label(text)
+    if _ends_before(bar_box, text_box):
+        label = _tick_read_as_one(label) or label
+    assert label.value == pytest.approx(value)

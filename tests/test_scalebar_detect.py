@@ -244,3 +244,19 @@ def test_calibrate_command_reads_a_plain_scale_bar(tmp_path, capsys):
     assert sb["value"] == 200 and sb["unit"] == "nm" and abs(sb["bar_px"] - 100) <= 2
     assert len(sb["bar_bbox"]) == 4 and len(sb["text_bbox"]) == 4
     assert none["source"] == "none" and none["nm_per_px"] is None and none["scalebar"] is None
+
+
+def test_a_weak_detector_vote_is_no_worse_than_none():
+    """A bar found by its shape with a detector score of 0.05 counts as much as one no box
+    voted for (it counted 0.64 against 0.8), a label read in a box of score 0.05 as much as
+    one PP-OCR's text detector found alone; a bar only measured inside a weak box does not."""
+    base = dict(label_score=0.9, bar_score=0.05, ocr_score=0.98, gap_in_label_heights=0.5, corrections=0,
+                unit_log_margin=None, round_value=True, nm_per_px=2.0, bar_notes=0, via_text_search=False)
+    weak_bar, f_weak = reading_confidence(**base)
+    no_vote, f_none = reading_confidence(**{**base, "bar_score": None})
+    assert f_weak["bar_detected"] == f_none["bar_detected"] == 0.8 and weak_bar == no_vote
+    _, f_inside = reading_confidence(**base, bar_by_shape=False)
+    assert f_inside["bar_detected"] == pytest.approx(0.64)
+    _, f_label = reading_confidence(**{**base, "label_score": 0.05})
+    _, f_text = reading_confidence(**{**base, "label_score": 0.0, "via_text_search": True})
+    assert f_label["label_detected"] == f_text["label_detected"] == 0.75

@@ -571,3 +571,18 @@ def test_a_bar_end_tick_read_as_a_leading_one(text, bar_box, value):
     if _ends_before(bar_box, text_box):
         label = _tick_read_as_one(label) or label
     assert label.value == pytest.approx(value)
+
+
+def test_a_glyph_sticking_out_of_the_glyph_box_is_not_a_bar():
+    """The top of the "5" of "5 µm" sticks out of the label's glyph box and was measured
+    as a 9.7-px vertical bar mostly inside it (synthetic 70,000,119, confidence 0.64 for a
+    196-px bar): a measurement mostly inside the label's glyph box is part of the label.
+    A bar right under the label, touching it, is not."""
+    from micrometry.calibrate.scalebar.measure import BarMeasurement
+    from micrometry.calibrate.scalebar.read import _is_component
+
+    text_box = (640.0, 25.0, 682.0, 37.0)
+    glyph = BarMeasurement(9.7, "v", (637, 27, 647, 37), "bright", 10.0, 255.0, 80.0, "profile")
+    assert not _is_component(glyph, (638, 22, 646, 30), text_box, against_label=True)
+    under = BarMeasurement(60.0, "h", (630, 36, 690, 40), "bright", 4.0, 255.0, 80.0, "profile")
+    assert _is_component(under, (630, 36, 690, 40), text_box, against_label=True)

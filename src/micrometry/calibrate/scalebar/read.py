@@ -393,9 +393,12 @@ def _is_component(m: BarMeasurement | None, box, text_box, against_label: bool) 
     """Whether a measurement is the bar component found at `box` (x0, y0, x1, y1): not a
     piece of something longer (running into its box's end, unless the image's edge cut
     it), not the label's own box where the label's rectangle cut it (as wide as the label),
-    and as long as the component, give or take; it may also reach into the label's
-    rectangle, where the mask cut it (a bracket's tick against the label)."""
+    not mostly inside the label's glyph box (a glyph sticking out of it), and as long as
+    the component, give or take; it may also reach into the label's rectangle, where the
+    mask cut it (a bracket's tick against the label)."""
     if m is None or ("touches box edge" in m.notes and not any(n.startswith("touches image edge") for n in m.notes)):
+        return False
+    if _covered(m.bbox, text_box) >= 0.5:  # a glyph of the label (the "5" of "5 µm", synthetic 70,000,119)
         return False
     x0, x1 = text_box[0], text_box[2]
     tw = max(2.0, x1 - x0)

@@ -58,6 +58,21 @@ def _scene(bar_px=120, text="200 nm", gap=4, bg=40, fg=255):
     return img, box
 
 
+def _vertical_bar_scene():
+    """A white 5 x 80 px vertical bar beside the middle of the left edge of a noisy image,
+    "50 nm" turned along it (reading upwards); returns (image, label box grown by 2 px)."""
+    from micrometry.train.synth import _text_patch
+
+    rng = np.random.default_rng(3)
+    img = np.clip(rng.normal(110, 12, (400, 600)), 0, 255).astype(np.uint8)
+    img[150:230, 30:35] = 255
+    patch = np.rot90(_text_patch("50 nm", "DejaVuSans", 18), 1)  # reads bottom to top
+    ph, pw = patch.shape
+    y, x = 150 + (80 - ph) // 2, 40
+    img[y : y + ph, x : x + pw] = np.round(110 * (1 - patch) + 255 * patch).astype(np.uint8)
+    return img, (x - 2.0, y - 2.0, x + pw + 2.0, y + ph + 2.0)
+
+
 def test_longest_row_runs_counts_the_longest_run_per_row():
     m = np.zeros((3, 10), bool)
     m[0, 2:5] = m[0, 6:10] = True
@@ -394,15 +409,7 @@ def test_vertical_bar_the_detector_missed_is_found_as_a_line(monkeypatch):
     whole): the bands along the bottom and top hold nothing, so the bar is found as a
     bar-like line and its label read turned beside it.  Without the line search nothing
     is read."""
-    from micrometry.train.synth import _text_patch
-
-    rng = np.random.default_rng(3)
-    img = np.clip(rng.normal(110, 12, (400, 600)), 0, 255).astype(np.uint8)
-    img[150:230, 30:35] = 255
-    patch = np.rot90(_text_patch("50 nm", "DejaVuSans", 18), 1)  # reads bottom to top
-    ph, pw = patch.shape
-    y, x = 150 + (80 - ph) // 2, 40
-    img[y : y + ph, x : x + pw] = np.round(110 * (1 - patch) + 255 * patch).astype(np.uint8)
+    img, _ = _vertical_bar_scene()
     r = read_scalebar(img, detector=_BoxesDetector([]), text_search=True)
     assert r is not None and r.value_nm == 50 and r.orientation == "v", r
     assert abs(r.bar_px - 80) <= 1.0 and r.checks["label_found_by"] == "text-search"
@@ -483,16 +490,8 @@ def test_vertical_line_read_upside_down_is_read_again_turned(monkeypatch):
     """A vertical label that PP-OCR's line crop turned the wrong way up ("50 nm" read
     "mu05", synthetic 40,000,039) is read again turned both ways beside its bar."""
     from micrometry.calibrate.scalebar import ocr
-    from micrometry.train.synth import _text_patch
 
-    rng = np.random.default_rng(3)
-    img = np.clip(rng.normal(110, 12, (400, 600)), 0, 255).astype(np.uint8)
-    img[150:230, 30:35] = 255
-    patch = np.rot90(_text_patch("50 nm", "DejaVuSans", 18), 1)  # reads bottom to top
-    ph, pw = patch.shape
-    y, x = 150 + (80 - ph) // 2, 40
-    img[y : y + ph, x : x + pw] = np.round(110 * (1 - patch) + 255 * patch).astype(np.uint8)
-    vbox = (x - 2.0, y - 2.0, x + pw + 2.0, y + ph + 2.0)
+    img, vbox = _vertical_bar_scene()
 
     def text_detector(image, window=None, **kw):  # only the upside-down line of the whole image
         if kw.get("single_line") is False and np.shape(image) == img.shape:

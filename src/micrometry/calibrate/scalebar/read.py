@@ -368,6 +368,41 @@ _MIN_V_BAR_TH = 1.5
 _MIN_RULER_TICKS = 5
 
 
+def _reread_line(image: np.ndarray, hit, box, threads: int | None) -> tuple[ScaleRead | None, tuple, bool]:
+    """Read a line that PP-OCR's text detector found (`hit`, its box or `box` grown past a
+    cut unit) again on its own: the recognizer alone gives the unit's likelihood margin that
+    the text detector's reading lacks (~0.05 s).
+
+    The re-read is widened past the line's ends and may take in what the text detector left
+    out (a bar's end tick beside "50nm" read "150nm", a speck before it ",50nm"; the text
+    detector's own extra characters, "4100nm", are no round number).  When it reads a number
+    that is no round value where the line's is, or that starts with a point where the line's
+    does not, or reads nothing, the line's own box is read; when that disagrees too, the line
+    as the text detector read it stands (:func:`_as_read`).
+
+    Returns
+    -------
+    (read, read box, confirmed)
+        `read` None when nothing parses as a label.  `confirmed` False when only the text
+        detector's reading stands because no re-read read anything: that reading drops a
+        character now and then ("10 nm" of a "100 nm" that the detector's label box gives
+        whole, EMPS 478a6c42ec), so it is for when no other step reads anything.
+    """
+    sr, read_box = _read_label(image, box, threads, detect=box == hit.bbox)
+    as_found = parse_scale_label(hit.text) if box == hit.bbox else None
+    if as_found is None or not (
+        sr is None
+        or (is_round_value(as_found.value) and not is_round_value(sr.label.value))
+        or (_number_cut(sr.hit.text) and not _number_cut(hit.text))
+    ):
+        return sr, read_box, True
+    read_nothing = sr is None
+    sr, read_box = _read_label(image, box, threads, detect=False, widen=False)
+    if sr is not None and sr.label.value == as_found.value:
+        return sr, read_box, True
+    return _as_read(as_found, hit), tuple(hit.bbox), not read_nothing
+
+
 def _number_cut(text: str) -> bool:
     """The number starts with a decimal point or comma (".5 µm"): labels are printed "0.5",
     so a digit was cut off, or a speck read as a point."""
@@ -1102,28 +1137,11 @@ def read_scalebar(
             if any(_iou(box, b) > 0.5 for b in done):
                 n += 1
                 continue
-            # read the found line again on its own: the recognizer alone gives the unit's
-            # likelihood margin that a line found by the text detector lacks (~0.05 s)
-            sr, read_box = _read_label(arr, box, threads, detect=box == hit.bbox)
-            as_found = parse_scale_label(hit.text) if box == hit.bbox else None
-            if as_found is not None and (sr is None or (
-                    is_round_value(as_found.value) and not is_round_value(sr.label.value))
-                    or (_number_cut(sr.hit.text) and not _number_cut(hit.text))):
-                # the re-read read nothing, or, widened past the line's ends, took in what the
-                # text detector left out (a bar's end tick beside "50nm" read "150nm", a speck
-                # before it ",50nm"; the text detector's own extra characters, "4100nm", are no
-                # round number): the line's own box, else the line as the text detector read it
-                read_nothing = sr is None
-                sr, read_box = _read_label(arr, box, threads, detect=False, widen=False)
-                if sr is None or sr.label.value != as_found.value:
-                    sr, read_box = _as_read(as_found, hit), hit.bbox
-                    if read_nothing:
-                        # the text detector's reading alone drops a character now and then
-                        # ("10 nm" of a "100 nm" that the detector's label box gives whole):
-                        # tried only when no step reads anything else
-                        unconfirmed.append((sr, _glyph_box(box, arr.shape, read_box)))
-                        continue
+            sr, read_box, confirmed = _reread_line(arr, hit, box, threads)
             if sr is None:
+                continue
+            if not confirmed:  # tried only when no step reads anything else
+                unconfirmed.append((sr, _glyph_box(box, arr.shape, read_box)))
                 continue
             n += 1
             done.append(box)

@@ -337,3 +337,16 @@ def test_number_and_unit_found_apart_are_joined():
     assert len(_join_split_labels(other_row, ocr._is_label)) == 2
     data_bar = hits(("20", 0.99, (10, 10, 40, 30)), ("kV", 0.98, (45, 10, 70, 30)), ("200 nm", 0.9, (200, 10, 280, 30)))
     assert [h.text for h, _ in _join_split_labels(data_bar, ocr._is_label)] == ["20", "kV", "200 nm"]
+
+
+@pytest.mark.parametrize(("text", "runner_up"), [("500mm", "nm"), ("50 nm", "mm"), ("5 um", None)])
+def test_a_label_read_without_likelihoods_has_the_confused_unit_as_runner_up(monkeypatch, text, runner_up):
+    """A line found by PP-OCR's text detector carries no per-frame likelihoods: no unit
+    margin, and nm and mm, which PP-OCR confuses, are each other's runner-up."""
+    hit = TextHit(text, 0.9, (0.0, 0.0, 40.0, 16.0))
+    monkeypatch.setattr(ocr, "_read", lambda *a, **k: [(hit, None)])
+    sr = ocr.read_scale_label(np.zeros((16, 40), np.uint8), (0, 0, 40, 16))
+    assert sr is not None and sr.log_margin is None and not sr.rescored
+    assert (sr.runner_up.unit if sr.runner_up else None) == runner_up
+    if runner_up:
+        assert sr.runner_up.value == sr.label.value and sr.runner_up.corrections[-1].endswith("(runner-up unit)")

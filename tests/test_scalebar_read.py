@@ -509,14 +509,14 @@ def test_a_label_read_by_the_text_detector_alone_in_mm_gives_way_to_nm():
     30,000,081): 500 mm over an 84-px bar is no microscope's pixel size, so the unit PP-OCR
     confuses with it, nm, is taken, marked uncertain."""
     from micrometry.calibrate.scalebar import ocr
-    from micrometry.calibrate.scalebar.read import _as_read
+    from micrometry.calibrate.scalebar.ocr import _unscored_read
 
     img, box = _scene(bar_px=84, text="500 nm")
-    sr = _as_read(parse_scale_label("500mm"), ocr.TextHit("500mm", 0.94, box))
+    sr = _unscored_read(parse_scale_label("500mm"), ocr.TextHit("500mm", 0.94, box))
     r = _candidate(img, sr, box, 0.0, [], via_text_search=True)
     assert r is not None and r.unit == "nm" and r.nm_per_px == pytest.approx(500 / 84, rel=0.02)
     assert r.checks["unit_log_margin"] == 0 and r.checks["factors"]["unit_margin"] < 1
-    assert _as_read(parse_scale_label("5 um"), ocr.TextHit("5 um", 0.9, box)).runner_up is None
+    assert _unscored_read(parse_scale_label("5 um"), ocr.TextHit("5 um", 0.9, box)).runner_up is None
 
 
 def test_a_column_cut_by_the_window_that_runs_to_the_image_edge_is_no_bar():
@@ -585,3 +585,15 @@ def test_a_glyph_sticking_out_of_the_glyph_box_is_not_a_bar():
     assert not _is_component(glyph, (638, 22, 646, 30), text_box, against_label=True)
     under = BarMeasurement(60.0, "h", (630, 36, 690, 40), "bright", 4.0, 255.0, 80.0, "profile")
     assert _is_component(under, (630, 36, 690, 40), text_box, against_label=True)
+
+
+def test_a_tick_read_as_one_keeps_the_unit_the_likelihoods_chose():
+    """"150mm" whose unit the recognizer's likelihoods turned to nm, right after a bar's end:
+    the "1" is the tick, the label 50 nm with both corrections (the rest parsed alone says mm)."""
+    from micrometry.calibrate.scalebar.parse import with_unit
+    from micrometry.calibrate.scalebar.read import _tick_read_as_one
+
+    label = with_unit(parse_scale_label("150mm"), "nm", "OCR likelihood")
+    out = _tick_read_as_one(label)
+    assert out is not None and (out.value, out.unit, out.value_nm) == (50, "nm", 50)
+    assert out.corrections == ("mm->nm (OCR likelihood)", "bar tick") and out.text == "150mm"

@@ -648,8 +648,10 @@ class ScaleRead:
         found by the detector, or ``backend="paddleocr"``).
     runner_up : ScaleLabel or None
         The label with the next most likely unit (same number), when the units
-        were compared; a reader may prefer it when the chosen unit gives an
-        implausible pixel size and `log_margin` is small.
+        were compared, or, read without likelihoods, with the unit PP-OCR
+        confuses its own with (nm and mm); a reader may prefer it when the
+        chosen unit gives an implausible pixel size and `log_margin` is small
+        or None.
     """
 
     label: ScaleLabel
@@ -657,6 +659,20 @@ class ScaleRead:
     rescored: bool
     log_margin: float | None
     runner_up: ScaleLabel | None = None
+
+
+#: Units PP-OCR confuses with each other ("nm" read "mm" and back): the runner-up of a label
+#: read without likelihoods.
+_CONFUSED_UNIT = {"nm": "mm", "mm": "nm"}
+
+
+def _unscored_read(label: ScaleLabel, hit: TextHit) -> ScaleRead:
+    """A label read without the recognizer's likelihoods (a line of PP-OCR's text detector,
+    the paddleocr back-end): no unit margin, and as runner-up the unit PP-OCR confuses its
+    own with (nm and mm), for a reader that finds the unit read gives a pixel size no
+    microscope has (synthetic 30,000,081: "500mm" over an 84-px bar)."""
+    other = _CONFUSED_UNIT.get(label.unit)
+    return ScaleRead(label, hit, False, None, None if other is None else with_unit(label, other, "runner-up unit"))
 
 
 def _is_label(text: str) -> bool:
@@ -706,7 +722,7 @@ def read_scale_label(
         if label is not None:
             match = _LABEL_RE.match(_normalise(hit.text))
             if scorer is None or match is None:
-                return ScaleRead(label, hit, False, None)
+                return _unscored_read(label, hit)
             number = match["num"]
         else:
             # "5m": a prefix read as nothing, which only the recognizer's likelihoods can give back

@@ -70,8 +70,8 @@ import numpy as np
 from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_runs, only_at_ends
 from micrometry.calibrate.scalebar.lines import find_bar_lines
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
-from micrometry.calibrate.scalebar.ocr import ScaleRead, read_scale_label
-from micrometry.calibrate.scalebar.parse import ScaleLabel, parse_scale_label, unit_cut_off, unit_prefix_lost, with_unit
+from micrometry.calibrate.scalebar.ocr import ScaleRead, _unscored_read, read_scale_label
+from micrometry.calibrate.scalebar.parse import ScaleLabel, parse_scale_label, unit_cut_off, unit_prefix_lost
 
 __all__ = [
     "ScalebarReading",
@@ -378,7 +378,8 @@ def _reread_line(image: np.ndarray, hit, box, threads: int | None) -> tuple[Scal
     detector's own extra characters, "4100nm", are no round number).  When it reads a number
     that is no round value where the line's is, or that starts with a point where the line's
     does not, or reads nothing, the line's own box is read; when that disagrees too, the line
-    as the text detector read it stands (:func:`_as_read`).
+    as the text detector read it stands (without likelihoods:
+    :func:`~micrometry.calibrate.scalebar.ocr._unscored_read`).
 
     Returns
     -------
@@ -400,21 +401,13 @@ def _reread_line(image: np.ndarray, hit, box, threads: int | None) -> tuple[Scal
     sr, read_box = _read_label(image, box, threads, detect=False, widen=False)
     if sr is not None and sr.label.value == as_found.value:
         return sr, read_box, True
-    return _as_read(as_found, hit), tuple(hit.bbox), not read_nothing
+    return _unscored_read(as_found, hit), tuple(hit.bbox), not read_nothing
 
 
 def _number_cut(text: str) -> bool:
     """The number starts with a decimal point or comma (".5 µm"): labels are printed "0.5",
     so a digit was cut off, or a speck read as a point."""
     return bool(re.match(r"\s*[.,]", text))
-
-
-def _as_read(label, hit) -> ScaleRead:
-    """A label line as PP-OCR's text detector read it, for want of a re-read: no likelihoods
-    (log margin None), and "nm" and "mm", which PP-OCR confuses, are each other's runner-up,
-    taken when the unit read gives a pixel size no microscope has."""
-    other = {"nm": "mm", "mm": "nm"}.get(label.unit)
-    return ScaleRead(label, hit, False, None, None if other is None else with_unit(label, other, "runner-up unit"))
 
 
 def _measure(image, box, polarity: str | None = None) -> BarMeasurement | None:
@@ -958,10 +951,11 @@ def _tick_read_as_one(label: ScaleLabel) -> ScaleLabel | None:
     if not text.startswith("1") or is_round_value(label.value):
         return None
     rest = parse_scale_label(text[1:])
-    if rest is None or not is_round_value(rest.value) or rest.unit != label.unit \
-            or sum(c.isdigit() for c in text[1:]) < 2:
+    if rest is None or not is_round_value(rest.value) or sum(c.isdigit() for c in text[1:]) < 2:
         return None
-    return replace(rest, text=label.text, corrections=rest.corrections + ("bar tick",))
+    # the number only: the label keeps its unit (chosen by likelihoods, maybe) and corrections
+    return replace(label, value=rest.value, value_nm=label.value_nm * rest.value / label.value,
+                   corrections=label.corrections + ("bar tick",))
 
 
 def _label_window(box, shape) -> tuple[float, float, float, float]:
@@ -973,25 +967,26 @@ def _label_window(box, shape) -> tuple[float, float, float, float]:
     return _clip_box(x0 - dx, y0 - dy, x1 + dx, y1 + dy, shape)
 
 
-def _bar_window(box, shape) -> tuple[float, float, float, float]:
-    """Where a bar's label can be, around a detected bar box (above, below or beside;
-    labels are shorter than about 4 bar lengths and sit within about two label heights)."""
+def _around_bar(box, shape, d_across: float, d_along: float) -> tuple[float, float, float, float]:
+    """A bar's box (x0, y0, x1, y1) grown by `d_across` across the bar and `d_along` beyond its
+    ends (px), clipped to the image."""
     x0, y0, x1, y1 = box
-    length = max(x1 - x0, y1 - y0)
-    d_across, d_along = max(32.0, 0.8 * length), 0.6 * length
     if (x1 - x0) >= (y1 - y0):
         return _clip_box(x0 - d_along, y0 - d_across, x1 + d_along, y1 + d_across, shape)
     return _clip_box(x0 - d_across, y0 - d_along, x1 + d_across, y1 + d_along, shape)
+
+
+def _bar_window(box, shape) -> tuple[float, float, float, float]:
+    """Where a bar's label can be, around a detected bar box (above, below or beside;
+    labels are shorter than about 4 bar lengths and sit within about two label heights)."""
+    length = max(box[2] - box[0], box[3] - box[1])
+    return _around_bar(box, shape, max(32.0, 0.8 * length), 0.6 * length)
 
 
 def _near_bar_window(box, shape) -> tuple[float, float, float, float]:
     """Where a small label (glyphs under ~10 px) of a bar can be: within 48 px across the bar
     and 30 % of its length (at least 48 px) beyond its ends."""
-    x0, y0, x1, y1 = box
-    d_across, d_along = 48.0, max(48.0, 0.3 * max(x1 - x0, y1 - y0))
-    if (x1 - x0) >= (y1 - y0):
-        return _clip_box(x0 - d_along, y0 - d_across, x1 + d_along, y1 + d_across, shape)
-    return _clip_box(x0 - d_across, y0 - d_along, x1 + d_across, y1 + d_along, shape)
+    return _around_bar(box, shape, 48.0, max(48.0, 0.3 * max(box[2] - box[0], box[3] - box[1])))
 
 
 def _glyph_box(line_box, shape, read_box=None) -> tuple[float, float, float, float]:

@@ -597,3 +597,55 @@ def test_a_tick_read_as_one_keeps_the_unit_the_likelihoods_chose():
     out = _tick_read_as_one(label)
     assert out is not None and (out.value, out.unit, out.value_nm) == (50, "nm", 50)
     assert out.corrections == ("mm->nm (OCR likelihood)", "bar tick") and out.text == "150mm"
+
+
+@pytest.mark.parametrize("gap", [0, 1])
+def test_a_bar_as_long_as_its_label_is_wide_right_against_it(gap):
+    """A white bar exactly as long as its white label is wide, 0-1 px above it (synthetic
+    90,000,163, turned): the same colour as the glyphs, so not the rest of a box the label
+    is written in."""
+    from micrometry.train.synth import _text_patch
+
+    tw = _text_patch("200 nm", "DejaVuSans", 18).shape[1]
+    img, box = _scene(bar_px=tw, gap=gap)
+    found = _bar_candidates(img, box)
+    assert found, "no bar found"
+    m = found[0][1]
+    assert m.polarity == "bright" and abs(m.length_px - tw) <= 1.0, (m.bbox, tw)
+
+
+def test_a_bar_in_its_labels_colour_wins_over_the_box_beside_the_label():
+    """A black box holding a white bar (132 px) and, under its right end, a white "20NM"
+    (synthetic 30,000,115, JPEG): the box left of the label is a dark band beside it,
+    nearer than the bar, and the detector's box along the bar lies inside it too; the bar
+    drawn in the label's colour is taken."""
+    from pathlib import Path
+
+    from micrometry.calibrate.scalebar.ocr import ScaleRead, TextHit
+    from micrometry.calibrate.scalebar.parse import parse_scale_label
+
+    img = np.load(Path(__file__).parent / "data" / "scalebar_box_beside_label.npy")
+    box = (153.0, 33.0, 182.0, 44.0)  # the glyph box of the label line
+    hit = TextHit("20NM", 0.99, box)
+    bars = [Detection("bar", 0.56, (46.0, 22.0, 178.0, 30.0))]
+    r = _candidate(img, ScaleRead(parse_scale_label("20NM"), hit, False, 5.0, None), box, 0.2, bars,
+                   via_text_search=False)
+    assert r is not None and abs(r.bar_px - 132) <= 1.0, r.bar_bbox
+
+
+
+def test_a_bar_of_the_colour_of_its_labels_box_apart_from_it():
+    """A solid white bar (69 x 30 px) left of a black label written on a white box (EMPS
+    478a6c42ec, with the dark line along its bottom edge): the bar has the colour of the
+    label's ground, not of its glyphs, and is still the bar: only a band of the ground's
+    colour that touches the label counts as the rest of its box."""
+    rng = np.random.default_rng(2)
+    img = np.clip(rng.normal(90, 15, (300, 400)), 0, 255).astype(np.uint8)
+    img[200:230, 20:89] = 255  # the bar
+    img[230, 22:88] = 0  # a dark line along its bottom edge (a shadow of the export)
+    img[196:234, 110:270] = 255  # the label's box
+    box = _paste_text(img, "100 nm", 120, 203, 0, 255, size=24)
+    found = _bar_candidates(img, box)
+    assert found, "no bar found"
+    m = found[0][1]
+    assert m.polarity == "bright" and abs(m.length_px - 69) <= 1.0, m.bbox

@@ -31,6 +31,8 @@
    detector's line box moved in by 15 % of its height) is masked out, except
    rows that a line crosses (a bar under the label, touched by a µ's
    descender), and what the label sits on (its own box) is not taken for a bar;
+   an object of the colour of the label's ground that touches the label is a
+   poorer choice (it is more likely the rest of the box the label is written in);
 4. the bar is measured end to end
    (:func:`~micrometry.calibrate.scalebar.measure.measure_bar`);
 5. when no label was read next to a bar, the label is looked for the same
@@ -364,6 +366,9 @@ _V_BAR_TH = 9.0
 #: the generator's vertical bars are 10-30 % of the image's height, about 2.5 label heights
 #: or more, and none of the 73 real bars is vertical.
 _MIN_V_BAR_TH = 1.5
+#: Added to the cost of a bar of the other polarity than its label's glyphs (a white label's
+#: dark bar) that touches the label, in label heights of gap.
+_OTHER_COLOUR_COST = 1.0
 #: Fewest equally spaced tick marks taken for a ruler (Hitachi's has 11).
 _MIN_RULER_TICKS = 5
 
@@ -417,26 +422,45 @@ def _measure(image, box, polarity: str | None = None) -> BarMeasurement | None:
         return None
 
 
-def _is_component(m: BarMeasurement | None, box, text_box, against_label: bool) -> bool:
+def _is_component(m: BarMeasurement | None, box, text_box, against_label: bool,
+                  glyph_polarity: str | None = None) -> bool:
     """Whether a measurement is the bar component found at `box` (x0, y0, x1, y1): not a
     piece of something longer (running into its box's end, unless the image's edge cut
-    it), not the label's own box where the label's rectangle cut it (as wide as the label),
-    not mostly inside the label's glyph box (a glyph sticking out of it), and as long as
-    the component, give or take; it may also reach into the label's rectangle, where the
-    mask cut it (a bracket's tick against the label)."""
+    it), not the label's own box where the label's rectangle cut it (as wide as the label
+    and of the other polarity than its glyphs, `glyph_polarity`: a bar drawn in the
+    label's colour may be exactly as long as the label is wide), not mostly inside the
+    label's glyph box (a glyph sticking out of it), and as long as the component, give or
+    take; it may also reach into the label's rectangle, where the mask cut it (a bracket's
+    tick against the label)."""
     if m is None or ("touches box edge" in m.notes and not any(n.startswith("touches image edge") for n in m.notes)):
         return False
     if _covered(m.bbox, text_box) >= 0.5:  # a glyph of the label (the "5" of "5 µm", synthetic 70,000,119)
         return False
     x0, x1 = text_box[0], text_box[2]
     tw = max(2.0, x1 - x0)
-    if against_label and abs(m.bbox[0] - x0) <= max(2.0, 0.05 * tw) and abs(m.bbox[2] - x1) <= max(2.0, 0.05 * tw):
+    if against_label and abs(m.bbox[0] - x0) <= max(2.0, 0.05 * tw) and abs(m.bbox[2] - x1) <= max(2.0, 0.05 * tw) \
+            and m.polarity != glyph_polarity:
         return False
     along = (box[2] - box[0]) if m.orientation == "h" else (box[3] - box[1])
     ax = (0, 2) if m.orientation == "h" else (1, 3)
     into_label = max(0.0, min(m.bbox[ax[1]], text_box[ax[1]] + 1) - max(m.bbox[ax[0]], text_box[ax[0]] - 1))
     tol = max(2.0, 0.1 * along)
     return -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0)
+
+
+def _glyph_polarity(text_pixels: np.ndarray) -> str | None:
+    """Whether a label's glyphs are brighter or darker than the ground they are written on:
+    ``'bright'``, ``'dark'``, or None where its box is nearly one grey level.
+
+    The glyphs are the minority of a text box's pixels: the ground is its median, and the
+    glyphs lie on the side of it that reaches further (5th and 95th percentiles).
+    """
+    if text_pixels.size < 4:
+        return None
+    lo, med, hi = (float(v) for v in np.percentile(text_pixels, (5, 50, 95)))
+    if hi - lo < 1e-6 or max(hi - med, med - lo) < 1.5 * min(hi - med, med - lo):
+        return None
+    return "bright" if hi - med > med - lo else "dark"
 
 
 def _glyph_rows(mask: np.ndarray, text_mask: np.ndarray) -> np.ndarray:
@@ -616,6 +640,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     outside = crop[near, near_cols][~text_mask[near, near_cols]]
     if outside.size == 0 or outside.min() == outside.max():
         return []  # nothing around the label, or nothing but one grey level
+    glyph_polarity = _glyph_polarity(crop[text_mask])
     med = float(np.median(outside))
     hi, lo = (float(v) for v in np.percentile(outside, (99.5, 0.5)))
     t = _otsu(outside)
@@ -705,15 +730,22 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 # the label's rectangle cut the bar (a text line box grown over a bar drawn
                 # right under its glyphs): measured again through the rectangle, along the bar
                 m = _measure(image, _pad_box(_through_label(box, text_box, m.orientation), 2, image.shape))
-            if not _is_component(m, box, text_box, against_label):
+            if not _is_component(m, box, text_box, against_label, glyph_polarity):
                 if m is not None and m.polarity == polarity:
                     continue
                 # something else was measured (the dark gap of a white double line, running on
                 # into a dark band): only objects of the polarity the component was found at
                 m = _measure(image, _pad_box(box, 2, image.shape), polarity)
-                if not _is_component(m, box, text_box, against_label):
+                if not _is_component(m, box, text_box, against_label, glyph_polarity):
                     continue
+            if glyph_polarity is not None and m.polarity != glyph_polarity and _gap(m.bbox, text_box) <= 2.0:
+                # of the colour of the label's ground and touching it: more likely the rest of
+                # the box the label is written in than a bar (synthetic 30,000,115); a bar of
+                # that colour apart from its label is common (EMPS 478a6c42ec: a white bar
+                # beside a black label on a white box)
+                cost += _OTHER_COLOUR_COST
             out.append((cost, _outlined(image, m), gap))
+    out.sort(key=lambda o: o[0])
     return out
 
 

@@ -649,3 +649,36 @@ def test_a_bar_of_the_colour_of_its_labels_box_apart_from_it():
     assert found, "no bar found"
     m = found[0][1]
     assert m.polarity == "bright" and abs(m.length_px - 69) <= 1.0, m.bbox
+
+
+def test_extreme_views_stretch_a_faint_white_label_over_the_range():
+    """White strokes (255) on a light ground (225 +- 4): in the bright view the ground is
+    black and the strokes white, in the dark view the strokes are black; both views are
+    zero outside the window; an image of one grey level gives none."""
+    from micrometry.calibrate.scalebar.read import _extreme_views
+
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(225, 4, (100, 200)), 0, 255).astype(np.uint8)
+    img[60:70, 50:52] = img[60:70, 60:62] = 255  # two strokes
+    views = list(_extreme_views(img, (0, 40, 200, 100)))
+    assert len(views) == 2 and all(v.dtype == np.uint8 and v.shape == img.shape for v in views)
+    bright, dark = views
+    assert (bright[60:70, 50:52] == 255).all() and np.median(bright[40:]) == 0
+    assert not bright[:40].any() and not dark[:40].any()  # outside the window
+    assert np.median(dark[40:]) == 0 and dark[60:70, 50:52].max() == 0
+    assert list(_extreme_views(np.full((10, 10), 7, np.uint8), (0, 0, 10, 10))) == []
+
+
+def test_a_faint_black_label_is_found_in_the_extreme_grey_levels():
+    """Synthetic 40,000,051 (JPEG): a black "0.5 μm" in 12-px glyphs under a black 72-px
+    line on a dark micrograph; PP-OCR reads nothing there in the image as it is, around
+    the detector's boxes or in the bands: it finds the label once the bands' darkest
+    levels are stretched over the range."""
+    from pathlib import Path
+
+    from micrometry.calibrate.scalebar.detect import load_detector
+
+    img = np.load(Path(__file__).parent / "data" / "scalebar_faint_black_label.npy")
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.value_nm == 500, r
+    assert abs(r.nm_per_px / (500 / 72) - 1) <= 0.02, (r.nm_per_px, r.bar_px)

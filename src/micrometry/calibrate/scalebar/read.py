@@ -48,7 +48,10 @@
    are treated as detected bars were in step 5;
 8. if still nothing, the label lines of step 2 that only the text detector
    read (its reading alone drops a character now and then: "10 nm" of a
-   "100 nm").
+   "100 nm");
+9. if still nothing, the bands of step 6 again, their extreme grey levels
+   stretched over the range (:func:`_extreme_views`): a faint white label on
+   a light micrograph, a black one on a dark micrograph.
 
 Confidence (:func:`reading_confidence`) multiplies the evidence: detector
 scores of label and bar, OCR score, and penalties for every check that
@@ -64,6 +67,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -1051,6 +1055,46 @@ def _upscale_for(text_height_px: float) -> float:
     return float(min(3.0, max(1.0, 24.0 / max(1.0, text_height_px))))
 
 
+def _extreme_views(image: np.ndarray, window) -> Iterator[np.ndarray]:
+    """Remapped copies of a grey image in which what lies at the extreme grey levels of a
+    window stands out, white on black.
+
+    Scale labels are drawn white or black.  On a light micrograph (a dark one) PP-OCR's
+    text detector loses white (black) glyphs that stand a few grey levels above (below)
+    their ground, and finds them once little else is left (synthetic 90,000,179 and
+    40,000,051).
+
+    Parameters
+    ----------
+    image : (M, N) array, any real dtype
+        The grey image.
+    window : (x0, y0, x1, y1)
+        The part to remap, image pixels.
+
+    Yields
+    ------
+    (M, N) uint8
+        Zero outside `window`.  First the bright view: the levels from halfway between the
+        window's median and its 99.9th percentile up to that percentile stretched over
+        0-255; then the dark view, towards the 0.1th percentile, the darkest levels white.
+        Nothing where the window is one grey level.  Made one at a time: the reader stops
+        at the first that gives a label.
+    """
+    xa, ya, xb, yb = (int(round(v)) for v in window)
+    pix = np.asarray(image[ya:yb, xa:xb], dtype=np.float64)
+    finite = pix[np.isfinite(pix)]
+    if finite.size == 0:
+        return
+    lo, med, hi = (float(v) for v in np.percentile(finite, (0.1, 50, 99.9)))
+    for extreme in (hi, lo):
+        ground = (med + extreme) / 2
+        if abs(extreme - ground) < 1e-6:
+            continue
+        view = np.zeros(image.shape, np.uint8)
+        view[ya:yb, xa:xb] = np.clip(np.rint(np.nan_to_num((pix - ground) / (extreme - ground)) * 255.0), 0, 255)
+        yield view
+
+
 def _turned_lines(image: np.ndarray, window, *, upscale, threads) -> list:
     """Text lines of a window read turned by 90° both ways (vertical text), with
     their boxes in image pixels; the turn that finds a label line wins."""
@@ -1132,17 +1176,20 @@ def read_scalebar(
         if r is not None and (best is None or r.confidence > best.confidence):
             best = r
 
-    def read_lines(window, upscale, turned: bool = False) -> int:
+    def read_lines(window, upscale, turned: bool = False, view: np.ndarray | None = None) -> int:
         """Label lines found by PP-OCR's text detector inside a window, each read and paired.
 
         `turned`: the window is read turned by 90° each way instead (vertical text).
+        `view`: the lines are found and read in this remapped copy of the image instead
+        (:func:`_extreme_views`); their bars are still measured in the image.
         Returns how many label lines the window holds that are read (now or before).
         """
+        src = arr if view is None else view
         try:
             if turned:
-                hits = _turned_lines(arr, window, upscale=upscale, threads=threads)
+                hits = _turned_lines(src, window, upscale=upscale, threads=threads)
             else:
-                hits = read_text(arr, window, accept=_is_label, threads=threads, trim=False, margin_px=0,
+                hits = read_text(src, window, accept=_is_label, threads=threads, trim=False, margin_px=0,
                                  single_line=False, upscale=upscale)
         except ValueError:
             return 0
@@ -1164,7 +1211,7 @@ def read_scalebar(
             if any(_iou(box, b) > 0.5 for b in done):
                 n += 1
                 continue
-            sr, read_box, confirmed = _reread_line(arr, hit, box, threads)
+            sr, read_box, confirmed = _reread_line(src, hit, box, threads)
             if sr is None:
                 continue
             if not confirmed:  # tried only when no step reads anything else
@@ -1239,4 +1286,15 @@ def read_scalebar(
     if best is None:
         for sr, text_box in unconfirmed:
             consider_line(sr, text_box)
+    # 6. still nothing: a faint label (white glyphs on a light micrograph) escapes the text
+    #    detector; the bands again, their extreme grey levels stretched over the range
+    if best is None and text_search:
+        n_unconfirmed = len(unconfirmed)
+        h_img, w_img = arr.shape
+        for band in ((0, int(h_img * 0.62), w_img, h_img), (0, 0, w_img, int(np.ceil(h_img * 0.3)))):
+            if any(read_lines(band, upscale=None, view=v) for v in _extreme_views(arr, band)):
+                break
+        for sr, text_box in unconfirmed[n_unconfirmed:]:  # lines only the text detector read in a view
+            if best is None:
+                consider_line(sr, text_box)
     return best

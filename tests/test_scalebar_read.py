@@ -3,6 +3,8 @@ label box, bars touching their label, labels on a box of their own."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,8 @@ from micrometry.calibrate.scalebar.read import (  # noqa: E402
     _placement_cost,
     read_scalebar,
 )
+
+DATA = Path(__file__).parent / "data"
 
 
 class _BoxesDetector:
@@ -619,12 +623,10 @@ def test_a_bar_in_its_labels_colour_wins_over_the_box_beside_the_label():
     (synthetic 30,000,115, JPEG): the box left of the label is a dark band beside it,
     nearer than the bar, and the detector's box along the bar lies inside it too; the bar
     drawn in the label's colour is taken."""
-    from pathlib import Path
-
     from micrometry.calibrate.scalebar.ocr import ScaleRead, TextHit
     from micrometry.calibrate.scalebar.parse import parse_scale_label
 
-    img = np.load(Path(__file__).parent / "data" / "scalebar_box_beside_label.npy")
+    img = np.load(DATA / "scalebar_box_beside_label.npy")
     box = (153.0, 33.0, 182.0, 44.0)  # the glyph box of the label line
     hit = TextHit("20NM", 0.99, box)
     bars = [Detection("bar", 0.56, (46.0, 22.0, 178.0, 30.0))]
@@ -674,11 +676,9 @@ def test_a_faint_black_label_is_found_in_the_extreme_grey_levels():
     line on a dark micrograph; PP-OCR reads nothing there in the image as it is, around
     the detector's boxes or in the bands: it finds the label once the bands' darkest
     levels are stretched over the range."""
-    from pathlib import Path
-
     from micrometry.calibrate.scalebar.detect import load_detector
 
-    img = np.load(Path(__file__).parent / "data" / "scalebar_faint_black_label.npy")
+    img = np.load(DATA / "scalebar_faint_black_label.npy")
     r = read_scalebar(img, detector=load_detector())
     assert r is not None and r.value_nm == 500, r
     assert abs(r.nm_per_px / (500 / 72) - 1) <= 0.02, (r.nm_per_px, r.bar_px)

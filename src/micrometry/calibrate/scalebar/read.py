@@ -398,8 +398,9 @@ def _reread_line(image: np.ndarray, hit, box, threads: int | None) -> tuple[Scal
         character now and then ("10 nm" of a "100 nm" that the detector's label box gives
         whole, EMPS 478a6c42ec), so it is for when no other step reads anything.
     """
-    sr, read_box = _read_label(image, box, threads, detect=box == hit.bbox)
-    as_found = parse_scale_label(hit.text) if box == hit.bbox else None
+    own_box = box == hit.bbox  # else grown past a cut unit: the line's own text is not the label's
+    sr, read_box = _read_label(image, box, threads, detect=own_box)
+    as_found = parse_scale_label(hit.text) if own_box else None
     if as_found is None or not (
         sr is None
         or (is_round_value(as_found.value) and not is_round_value(sr.label.value))
@@ -651,7 +652,8 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     # bars are the extreme grey levels of their neighbourhood: halfway between the median
     # and the extreme separates a bar from a background that Otsu would lump it with
     levels = [(med + hi) / 2, (med + lo) / 2, t, t]
-    plain = [crop > levels[0], crop < levels[1], crop > levels[2], crop < levels[3]]
+    polarities = ("bright", "dark", "bright", "dark")
+    plain = [crop > level if polarity == "bright" else crop < level for level, polarity in zip(levels, polarities)]
     out: list[tuple[float, BarMeasurement, float]] = []
     seen = set()  # (box, polarity) measured: the opened masks give many of the plain ones again
     for opened in (False, True):
@@ -666,7 +668,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
             masks = plain
         extent_of = _opened_extent if opened else _bar_extent
         found = []
-        for mask, polarity, level in zip(masks, ("bright", "dark", "bright", "dark"), levels):
+        for mask, polarity, level in zip(masks, polarities, levels):
             masked = _glyph_rows(mask, text_mask)
             mask = mask & ~masked
             labels, n_labels = ndi.label(mask, structure=np.ones((3, 3), bool))
@@ -1012,6 +1014,14 @@ def _around_bar(box, shape, d_across: float, d_along: float) -> tuple[float, flo
     return _clip_box(x0 - d_across, y0 - d_along, x1 + d_across, y1 + d_along, shape)
 
 
+def _edge_bands(shape) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """The bands where scale bars sit in nearly every micrograph: the bottom 38 % and the top
+    30 % of an image of `shape` (M, N), as (x0, y0, x1, y1); reading only those keeps PP-OCR's
+    text detector (the slow part) off most of the image."""
+    h_img, w_img = shape
+    return (0, int(h_img * 0.62), w_img, h_img), (0, 0, w_img, int(np.ceil(h_img * 0.3)))
+
+
 def _bar_window(box, shape) -> tuple[float, float, float, float]:
     """Where a bar's label can be, around a detected bar box (above, below or beside;
     labels are shorter than about 4 bar lengths and sit within about two label heights)."""
@@ -1214,12 +1224,12 @@ def read_scalebar(
             sr, read_box, confirmed = _reread_line(src, hit, box, threads)
             if sr is None:
                 continue
+            text_box = _glyph_box(box, arr.shape, read_box)
             if not confirmed:  # tried only when no step reads anything else
-                unconfirmed.append((sr, _glyph_box(box, arr.shape, read_box)))
+                unconfirmed.append((sr, text_box))
                 continue
             n += 1
             done.append(box)
-            text_box = _glyph_box(box, arr.shape, read_box)
             consider_line(sr, text_box)
         return n
 
@@ -1271,8 +1281,7 @@ def read_scalebar(
     # 3. still nothing: scale bars sit along the bottom or top edge in nearly every micrograph;
     #    reading those bands only keeps PP-OCR's text detector (the slow part) off most of the image
     if best is None and text_search:
-        h_img, w_img = arr.shape
-        for band in ((0, int(h_img * 0.62), w_img, h_img), (0, 0, w_img, int(np.ceil(h_img * 0.3)))):
+        for band in _edge_bands(arr.shape):
             if read_lines(band, upscale=None):
                 break
     # 4. still nothing: bar-like lines that the detector missed (a thin vertical bar beside the
@@ -1290,11 +1299,10 @@ def read_scalebar(
     #    detector; the bands again, their extreme grey levels stretched over the range
     if best is None and text_search:
         n_unconfirmed = len(unconfirmed)
-        h_img, w_img = arr.shape
-        for band in ((0, int(h_img * 0.62), w_img, h_img), (0, 0, w_img, int(np.ceil(h_img * 0.3)))):
+        for band in _edge_bands(arr.shape):
             if any(read_lines(band, upscale=None, view=v) for v in _extreme_views(arr, band)):
                 break
-        for sr, text_box in unconfirmed[n_unconfirmed:]:  # lines only the text detector read in a view
-            if best is None:
+        if best is None:  # lines only the text detector read in a view
+            for sr, text_box in unconfirmed[n_unconfirmed:]:
                 consider_line(sr, text_box)
     return best

@@ -151,6 +151,23 @@ def test_trimmed_box_leaves_out_a_bar_touching_or_beside_the_label():
     assert read.hit.bbox[0] >= box[0] - 6
 
 
+def test_trim_leaves_out_the_blurred_tip_of_a_bar_at_the_crops_side():
+    """A box widened past "1 µm" catches the first 5 px of a 2-px line beside it, blurred to
+    4 px thick (synthetic 80,000,176): thicker than half its length, but less than half a
+    glyph high and against the crop's side, it is a bar's tip, not a glyph."""
+    from micrometry.calibrate.scalebar.ocr import _trim
+
+    img, box = render_label("1 µm", size=14, light_text=True, shape=(40, 120), at=(10, 12))
+    img = img.copy()
+    x_tip = box[2] + 5
+    img[box[1] + 5 : box[1] + 9, x_tip:] = 220  # a bar starting 5 px right of the label, 4 px thick
+    xa, ya, xb, yb = box[0] - 4, box[1] - 3, x_tip + 5, box[3] + 3  # the crop ends 5 px into the bar
+    crop = img[ya:yb, xa:xb]
+    x0, _, x1, _ = _trim(crop, xa, ya, xb, yb)
+    assert x1 <= x_tip, (x1, x_tip)
+    assert x0 <= box[0] + 1
+
+
 def test_window_search_goes_straight_to_text_detection():
     img, box = render_label("500 nm", size=14, shape=(160, 360), at=(200, 110))
     window = (box[0] - 60, box[1] - 30, box[2] + 60, box[3] + 30)

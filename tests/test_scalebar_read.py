@@ -653,6 +653,42 @@ def test_a_bar_of_the_colour_of_its_labels_box_apart_from_it():
     assert m.polarity == "bright" and abs(m.length_px - 69) <= 1.0, m.bbox
 
 
+def test_a_thin_bar_dimmer_than_the_micrographs_particles_is_found_at_the_labels_contrast():
+    """A 1-px line dimmed to grey 100 by resampling, 2 px over a dim white "50 NM" (150) on
+    a black box, on a dark micrograph whose particles reach 243 (synthetic 100,000,097):
+    the neighbourhood's bright levels (above 140) miss the line; halfway between the
+    label's ground and its glyphs finds it."""
+    rng = np.random.default_rng(5)
+    img = np.clip(rng.normal(37, 10, (300, 400)), 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[:300, :400]
+    for cy, cx in ((60, 80), (120, 300), (230, 60)):
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= 15**2] = 243  # bright particles
+    img[196:232, 146:262] = 0  # the box
+    box = _paste_text(img, "50 NM", 160, 208, 150, 0, size=16)
+    img[205, box[0] - 2 : box[2] + 2] = 100  # the line, 4 px longer than the label is wide
+    found = _bar_candidates(img, box)
+    assert found, "no bar found"
+    m = found[0][1]
+    assert m.polarity == "bright" and abs(m.length_px - (box[2] - box[0] + 4)) <= 1.0, m.bbox
+
+
+def test_a_line_read_where_no_bar_was_found_is_read_again_when_found_again():
+    """Synthetic 100,000,199 (rendered here: 450 KB is too much to store): a black "2 µm"
+    on a dark, noisy micrograph under a double black line.  The detector's label box, read
+    on its own, gives a box that takes in the bar's lower line, so no bar is found beside
+    it; only the dark band view finds the line again, with a box of its own.  That line
+    used to count as read already and was skipped."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(100_000_199)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"]) == ("2 µm", 124.0)  # the generator still draws it
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.value_nm == 2000, r
+    assert abs(r.nm_per_px / (2000 / 124) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
+
+
 def test_extreme_views_stretch_a_faint_white_label_over_the_range():
     """White strokes (255) on a light ground (225 +- 4): in the bright view the ground is
     black and the strokes white, in the dark view the strokes are black; both views are

@@ -468,6 +468,17 @@ def _glyph_polarity(text_pixels: np.ndarray) -> str | None:
     return "bright" if hi - med > med - lo else "dark"
 
 
+def _glyph_level(text_pixels: np.ndarray, glyph_polarity: str | None) -> float | None:
+    """The grey level halfway between a label's ground (its box's median) and its glyphs
+    (the box's 95th percentile for bright glyphs, 5th for dark), or None when the glyphs'
+    polarity is unknown."""
+    if glyph_polarity is None or text_pixels.size < 4:
+        return None
+    ground = float(np.median(text_pixels))
+    glyphs = float(np.percentile(text_pixels, 95 if glyph_polarity == "bright" else 5))
+    return (ground + glyphs) / 2
+
+
 def _glyph_rows(mask: np.ndarray, text_mask: np.ndarray) -> np.ndarray:
     """The label's rectangle without the rows that a line crosses from end to end.
 
@@ -652,7 +663,18 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     # bars are the extreme grey levels of their neighbourhood: halfway between the median
     # and the extreme separates a bar from a background that Otsu would lump it with
     levels = [(med + hi) / 2, (med + lo) / 2, t, t]
-    polarities = ("bright", "dark", "bright", "dark")
+    polarities = ["bright", "dark", "bright", "dark"]
+    glyph_level = _glyph_level(crop[text_mask], glyph_polarity)
+    same = [level for level, polarity in zip(levels, polarities) if polarity == glyph_polarity]
+    if glyph_level is not None and (glyph_level < min(same) if glyph_polarity == "bright" else glyph_level > max(same)):
+        # a bar drawn in the label's colour has the label's contrast: halfway between the
+        # label's ground and its glyphs finds a thin bar that resampling dimmed below the
+        # neighbourhood's bright (dark) particles (synthetic 100,000,097: a 1-px white line
+        # at grey 102 on a black box, over a micrograph reaching 243).  Only a level that
+        # takes in more than the neighbourhood's: a stricter one splits an outlined box's
+        # frame into lines that look like bars (synthetic 40,000,110)
+        levels.append(glyph_level)
+        polarities.append(glyph_polarity)
     plain = [crop > level if polarity == "bright" else crop < level for level, polarity in zip(levels, polarities)]
     out: list[tuple[float, BarMeasurement, float]] = []
     seen = set()  # (box, polarity) measured: the opened masks give many of the plain ones again
@@ -1177,14 +1199,19 @@ def read_scalebar(
     bars = [d for d in dets if d.cls == "bar"][:6]
 
     best: ScalebarReading | None = None
-    done: list[tuple] = []  # boxes of the text lines already read
+    # boxes of the text lines already read and paired with a bar: a line read where no bar
+    # was found is read again when a later step finds it (its box may differ: a box too wide
+    # for the bar under it, made from the detector's, synthetic 100,000,199)
+    done: list[tuple] = []
     unconfirmed: list[tuple] = []  # (ScaleRead, text box) of lines only the text detector read
 
-    def consider(sr, text_box, label_score, via_text_search) -> None:
+    def consider(sr, text_box, label_score, via_text_search) -> bool:
+        """Pair a read label with a bar; True when a reading came out of it."""
         nonlocal best
         r = _candidate(arr, sr, text_box, label_score, bars, via_text_search=via_text_search)
         if r is not None and (best is None or r.confidence > best.confidence):
             best = r
+        return r is not None
 
     def read_lines(window, upscale, turned: bool = False, view: np.ndarray | None = None) -> int:
         """Label lines found by PP-OCR's text detector inside a window, each read and paired.
@@ -1229,13 +1256,13 @@ def read_scalebar(
                 unconfirmed.append((sr, text_box))
                 continue
             n += 1
-            done.append(box)
-            consider_line(sr, text_box)
+            if consider_line(sr, text_box):
+                done.append(box)
         return n
 
-    def consider_line(sr, text_box) -> None:
+    def consider_line(sr, text_box) -> bool:
         score = max((d.score for d in labels if _iou(d.box, text_box) >= 0.3), default=None)
-        consider(sr, text_box, 0.0 if score is None else score, via_text_search=score is None)
+        return consider(sr, text_box, 0.0 if score is None else score, via_text_search=score is None)
 
     # 1. each detected label: PP-OCR's text detector in a window around it finds the whole line
     #    (the detector's boxes are often cut or shifted); the box itself is read when it finds none
@@ -1247,9 +1274,8 @@ def read_scalebar(
             n_read = read_lines(_label_window(d.box, arr.shape), upscale=_upscale_for(d.box[3] - d.box[1]))
         if not n_read:
             sr, text_box = _read_label(arr, d.box, threads, detect=False)
-            if sr is not None:
+            if sr is not None and consider(sr, text_box, d.score, via_text_search=False):
                 done.append(text_box)
-                consider(sr, text_box, d.score, via_text_search=False)
         if best is not None and best.confidence >= 0.8:
             return best
     searched: list[tuple] = []  # windows around bars already read

@@ -302,6 +302,15 @@ def test_bar_in_the_box_its_label_is_written_in():
     assert m.bbox[1] >= 162 and abs(m.length_px - 123) <= 1.0, m.bbox
 
 
+def test_a_stroke_over_the_labels_columns_is_not_a_bar_beside_it():
+    """The top stroke of the "5" of "5 μm" (8 x 3 px) sticks out above the glyph box
+    (synthetic 110,000,050) on the label's rows: over its columns it is part of the label,
+    not a bar beside it; a bar of the same rows right of the label is."""
+    label = (483.0, 504.0, 534.0, 518.0)
+    assert _placement_cost((481, 501, 490, 508), label) is None
+    assert _placement_cost((537, 505, 600, 508), label) is not None
+
+
 def test_long_bar_under_a_short_label_is_placed():
     """A 269 px bar under a 41 px wide "2um" (6.6 label widths; the generator reaches
     8.3) is a candidate; one over 9 label widths is not."""

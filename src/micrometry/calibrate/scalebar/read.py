@@ -605,6 +605,10 @@ def _placement_cost(box, text_box) -> tuple[float, float] | None:
             return gap + 0.5 * abs(offset) + 2.0 * max(0.0, 0.5 - bw / tw), gap
         if box[3] < y0 or box[1] > y1 or bw < 0.5 * th:  # beside: on its rows
             return None
+        if min(box[2], x1) - max(box[0], x0) >= 0.5 * bw:
+            # over the label's own columns, not beside it: a glyph's stroke sticking out of
+            # the glyph box (the top of the "5" of "5 μm", synthetic 110,000,050)
+            return None
         return gap + 0.5, gap
     over_label = not (box[2] <= x0 or box[0] >= x1)
     if bh < _MIN_V_BAR_TH * th or (not over_label and (box[3] < y0 or box[1] > y1)):

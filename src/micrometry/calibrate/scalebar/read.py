@@ -621,7 +621,8 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
 
     Bar-like objects (long, thin, solid or ticked, not cut by the search
     window, either polarity) around the label are listed from thresholds of
-    the neighbourhood, with the label's own pixels masked out; each must sit
+    the neighbourhood (and of the label's own contrast, :func:`_glyph_level`,
+    where that takes in more), with the label's own pixels masked out; each must sit
     where scale bars sit relative to their labels (gap at most 2.5 label
     heights, length 0.2-9 label widths, centred within 2 label widths or under the label for a
     bar above or below), and is measured with

@@ -361,10 +361,10 @@ def _trim(crop: np.ndarray, xa: int, ya: int, xb: int, yb: int) -> tuple[int, in
         line = (
             (bw >= 0.5 * w and bh <= 0.2 * h)  # a bar or frame edge across the box
             or (bw >= 4 * bh and bw >= 1.5 * glyph_h and bh <= 0.35 * glyph_h)  # a short bar next to the glyphs
-            or ((cols.start == 0 or cols.stop == w) and bw >= 2 * bh and bh <= 0.8 * glyph_h)  # a bar's end beside
-            # or only its tip, blurred thicker than long (a 4 x 5 px end of a 2-px line beside
-            # "1 µm" caught by a box widened past the glyphs, synthetic 80,000,176)
-            or ((cols.start == 0 or cols.stop == w) and bw >= bh and bh <= 0.5 * glyph_h)
+            # a bar's end beside, or only its tip, blurred thicker than long (a 4 x 5 px end of a
+            # 2-px line beside "1 µm" caught by a box widened past the glyphs, synthetic 80,000,176)
+            or ((cols.start == 0 or cols.stop == w)
+                and ((bw >= 2 * bh and bh <= 0.8 * glyph_h) or (bw >= bh and bh <= 0.5 * glyph_h)))
             or (bh >= 0.8 * h and bw <= 0.1 * w and (cols.start == 0 or cols.stop == w))  # a vertical edge
         )
         border_speck = (rows.start == 0 or rows.stop == h or cols.start == 0 or cols.stop == w) and bh * bw < 0.01 * h * w

@@ -453,30 +453,21 @@ def _is_component(m: BarMeasurement | None, box, text_box, against_label: bool,
     return -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0)
 
 
-def _glyph_polarity(text_pixels: np.ndarray) -> str | None:
-    """Whether a label's glyphs are brighter or darker than the ground they are written on:
-    ``'bright'``, ``'dark'``, or None where its box is nearly one grey level.
+def _glyph_ink(text_pixels: np.ndarray) -> tuple[str | None, float | None]:
+    """Whether a label's glyphs are brighter or darker than the ground they are written on,
+    and the grey level halfway between the two: ``('bright' | 'dark', level)``, or
+    ``(None, None)`` where its box is nearly one grey level.
 
     The glyphs are the minority of a text box's pixels: the ground is its median, and the
-    glyphs lie on the side of it that reaches further (5th and 95th percentiles).
+    glyphs lie on the side of it that reaches further (5th and 95th percentiles); the level
+    is halfway between the median and that percentile.
     """
     if text_pixels.size < 4:
-        return None
+        return None, None
     lo, med, hi = (float(v) for v in np.percentile(text_pixels, (5, 50, 95)))
     if hi - lo < 1e-6 or max(hi - med, med - lo) < 1.5 * min(hi - med, med - lo):
-        return None
-    return "bright" if hi - med > med - lo else "dark"
-
-
-def _glyph_level(text_pixels: np.ndarray, glyph_polarity: str | None) -> float | None:
-    """The grey level halfway between a label's ground (its box's median) and its glyphs
-    (the box's 95th percentile for bright glyphs, 5th for dark), or None when the glyphs'
-    polarity is unknown."""
-    if glyph_polarity is None or text_pixels.size < 4:
-        return None
-    ground = float(np.median(text_pixels))
-    glyphs = float(np.percentile(text_pixels, 95 if glyph_polarity == "bright" else 5))
-    return (ground + glyphs) / 2
+        return None, None
+    return ("bright", (med + hi) / 2) if hi - med > med - lo else ("dark", (med + lo) / 2)
 
 
 def _glyph_rows(mask: np.ndarray, text_mask: np.ndarray) -> np.ndarray:
@@ -621,7 +612,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
 
     Bar-like objects (long, thin, solid or ticked, not cut by the search
     window, either polarity) around the label are listed from thresholds of
-    the neighbourhood (and of the label's own contrast, :func:`_glyph_level`,
+    the neighbourhood (and of the label's own contrast, :func:`_glyph_ink`,
     where that takes in more), with the label's own pixels masked out; each must sit
     where scale bars sit relative to their labels (gap at most 2.5 label
     heights, length 0.2-9 label widths, centred within 2 label widths or under the label for a
@@ -661,7 +652,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     outside = crop[near, near_cols][~text_mask[near, near_cols]]
     if outside.size == 0 or outside.min() == outside.max():
         return []  # nothing around the label, or nothing but one grey level
-    glyph_polarity = _glyph_polarity(crop[text_mask])
+    glyph_polarity, glyph_level = _glyph_ink(crop[text_mask])
     med = float(np.median(outside))
     hi, lo = (float(v) for v in np.percentile(outside, (99.5, 0.5)))
     t = _otsu(outside)
@@ -669,9 +660,8 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     # and the extreme separates a bar from a background that Otsu would lump it with
     levels = [(med + hi) / 2, (med + lo) / 2, t, t]
     polarities = ["bright", "dark", "bright", "dark"]
-    glyph_level = _glyph_level(crop[text_mask], glyph_polarity)
     same = [level for level, polarity in zip(levels, polarities) if polarity == glyph_polarity]
-    if glyph_level is not None and (glyph_level < min(same) if glyph_polarity == "bright" else glyph_level > max(same)):
+    if glyph_polarity is not None and (glyph_level < min(same) if glyph_polarity == "bright" else glyph_level > max(same)):
         # a bar drawn in the label's colour has the label's contrast: halfway between the
         # label's ground and its glyphs finds a thin bar that resampling dimmed below the
         # neighbourhood's bright (dark) particles (synthetic 100,000,097: a 1-px white line

@@ -66,11 +66,15 @@ def _score(rows: list[dict], min_conf: float) -> dict:
     }
 
 
+#: Extra keyword arguments of read_scalebar (``--no-label-reader``).
+_OPTIONS: dict = {}
+
+
 def _read(image, detector, threads):
     from micrometry.calibrate.scalebar.read import read_scalebar
 
     t0 = time.perf_counter()
-    r = read_scalebar(image, detector=detector, threads=threads)
+    r = read_scalebar(image, detector=detector, threads=threads, **_OPTIONS)
     return r, time.perf_counter() - t0
 
 
@@ -84,7 +88,8 @@ def _row(name, r, secs, has_bar, true_value, true_unit, true_nm):
         "bar_px": None if r is None else r.bar_px,
         "label_exact": bool(r is not None and has_bar and abs(r.value - true_value) < 1e-9 * max(1, true_value)
                             and r.unit == _UNIT.get(true_unit, true_unit)),
-        "found_by": None if r is None else f"{r.checks['label_found_by']}/{r.checks['bar_found_by']}",
+        "found_by": None if r is None else f"{r.checks['label_found_by']}/{r.checks['bar_found_by']}"
+                                           + ("/label-reader" if r.checks.get("label_read_by") == "label-reader" else ""),
         "factors": None if r is None else json.dumps(r.checks["factors"], sort_keys=True),
     }
 
@@ -134,6 +139,8 @@ def main(argv=None) -> int:
                    help="first seed of the synthetic set (the confidence scale was fitted on 20,000,000+)")
     p.add_argument("--detector", default=None, help="detector directory (default models/scalebar-yolo)")
     p.add_argument("--min-confidence", type=float, default=0.5)
+    p.add_argument("--no-label-reader", action="store_true",
+                   help="leave out the last step (the project's label reader), to measure what it adds")
     p.add_argument("--csv", help="write one row per image here")
     args = p.parse_args(argv)
 
@@ -146,6 +153,14 @@ def main(argv=None) -> int:
     det = load_detector(args.detector, threads=args.threads)
     read_text(np.full((32, 96), 255, np.uint8), threads=args.threads)  # load the OCR models once
     det.detect(np.zeros((64, 64), np.uint8))
+    reader_sha = "off"
+    if args.no_label_reader:
+        _OPTIONS["use_label_reader"] = False
+    else:
+        from micrometry.calibrate.scalebar.label_reader import load_label_reader
+
+        _OPTIONS["label_reader"] = load_label_reader()
+        reader_sha = _OPTIONS["label_reader"].sha256[:12]
 
     sets = []
     if args.real:
@@ -160,7 +175,7 @@ def main(argv=None) -> int:
     if not sets:
         p.error("choose --real and/or --synthetic N")
 
-    print(f"detector {det.meta.get('weights_sha256', '')[:12]}, threads {args.threads}, "
+    print(f"detector {det.meta.get('weights_sha256', '')[:12]}, label reader {reader_sha}, threads {args.threads}, "
           f"min confidence {args.min_confidence}\n")
     print("| set | with bar | label exact | nm/px within 2 % | used & right (conf ≥ 0.5) | wrong but confident "
           "| no bar | invented (conf ≥ 0.5) | any reading on no-bar | median s | p90 s |")

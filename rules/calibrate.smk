@@ -1,5 +1,6 @@
 CALIBRATE_DETECTOR_SHA256 = calibrate_detector_sha256()
 CALIBRATE_DETECTOR_OPTION = detector_option()
+CALIBRATE_LABEL_READER_SHA256 = calibrate_label_reader_sha256()
 
 
 rule calibrate:
@@ -22,6 +23,7 @@ rule calibrate:
         ),
         scalebar="--scalebar" if config["calibration"]["scalebar"] else "--no-scalebar",
         detector_sha256=CALIBRATE_DETECTOR_SHA256,
+        label_reader_sha256=CALIBRATE_LABEL_READER_SHA256,
         detector=CALIBRATE_DETECTOR_OPTION,
     threads: 1
     resources:

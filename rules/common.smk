@@ -118,6 +118,16 @@ def calibrate_detector_sha256():
     return sha
 
 
+def calibrate_label_reader_sha256():
+    """SHA-256 of the scale-label reader's weights (models/scalebar-label-reader, the last step of
+    the reading chain): new weights rerun calibrate and what follows; "none" without it."""
+    if not config["calibration"]["scalebar"]:
+        return "none"
+    from micrometry.calibrate.scalebar.label_reader import reader_sha256
+
+    return reader_sha256() or "none"
+
+
 def detector_option():
     """`--detector DIR` for a non-default detector; the default (models/scalebar-yolo of
     this workflow) is found by the package itself, so a moved or re-cloned workflow folder

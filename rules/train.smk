@@ -127,3 +127,31 @@ rule train_scalebar:
     input:
         f"{RESULTS}/models/detectors/scalebar-yolo",
     localrule: True
+
+
+LABEL_READER_RECIPE = Path(workflow.basedir) / "config" / "train-label-reader.yaml"
+
+
+rule train_label_reader:
+    """The scale-label recognizer (CRNN + CTC) on label crops of synthetic micrographs
+    (copy the result to models/scalebar-label-reader to ship it)."""
+    input:
+        recipe=str(LABEL_READER_RECIPE),
+    output:
+        reader=directory(f"{RESULTS}/models/label-readers/scalebar-label-reader"),
+    log:
+        f"{RESULTS}/logs/train/scalebar-label-reader.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/scalebar-label-reader.tsv"
+    params:
+        version=STAGE_VERSIONS["train"],
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=0,
+    conda:
+        "../envs/micrometry.yaml"
+    shell:
+        "micrometry train-label-reader --config {input.recipe:q} --out {output.reader:q}"
+        " --set train.threads={threads} --set data.workers={threads} > {log:q} 2>&1"

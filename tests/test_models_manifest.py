@@ -7,7 +7,7 @@ import yaml
 from micrometry.io.readers import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
-WEIGHTS = {"flow": "weights.safetensors", "detector": "model.safetensors"}
+WEIGHTS = {"flow": "weights.safetensors", "detector": "model.safetensors", "label-reader": "model.safetensors"}
 
 
 def test_manifest_matches_the_model_directories():

@@ -143,7 +143,7 @@ def test_confidence_drops_with_each_failed_check():
     assert top > 0.85
     for change in ({"bar_score": None}, {"gap_in_label_heights": 6.0}, {"corrections": 1}, {"round_value": False},
                    {"nm_per_px": 1e5}, {"bar_notes": 1}, {"via_text_search": True, "label_score": 0.0},
-                   {"ocr_score": 0.7}, {"unit_log_margin": 0.5}, {"number_cut": True}):
+                   {"ocr_score": 0.7}, {"unit_log_margin": 0.5}, {"number_cut": True}, {"disputed": True}):
         c, factors = reading_confidence(**{**base, **change})
         assert c < top, change
         assert math.isclose(c, math.prod(factors.values()) ** CONFIDENCE_EXPONENT, rel_tol=1e-3)

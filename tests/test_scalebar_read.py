@@ -698,6 +698,24 @@ def test_a_line_read_where_no_bar_was_found_is_read_again_when_found_again():
     assert abs(r.nm_per_px / (2000 / 124) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
 
 
+def test_the_label_reader_reads_a_label_that_pp_ocr_cannot():
+    """Synthetic 60,000,124: "1 µm" in 10-px bold monospace glyphs, white, saved as JPEG at
+    quality 69; the detector finds the label (0.77) but PP-OCR reads nothing in it or around
+    it.  The project's label reader reads it, as the last step; without it, no reading."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(60_000_124)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"], truth["font_px"]) == ("1 µm", 72.0, 10)
+    det = load_detector()
+    assert read_scalebar(img, detector=det, use_label_reader=False) is None
+    r = read_scalebar(img, detector=det)
+    assert r is not None and r.checks["label_read_by"] == "label-reader", r
+    assert (r.value, r.unit) == (1.0, "um")
+    assert abs(r.nm_per_px / (1000 / 72) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
+
+
 def test_extreme_views_stretch_a_faint_white_label_over_the_range():
     """White strokes (255) on a light ground (225 +- 4): in the bright view the ground is
     black and the strokes white, in the dark view the strokes are black; both views are

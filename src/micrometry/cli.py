@@ -176,6 +176,15 @@ def _cmd_train_scalebar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_label_reader(args: argparse.Namespace) -> int:
+    from micrometry.train.label_reader import train_label_reader_from_yaml
+
+    command = "micrometry " + " ".join(sys.argv[1:])
+    meta = train_label_reader_from_yaml(args.config, args.out, _parse_overrides(args.set), command=command)
+    print(json.dumps({k: meta[k] for k in ("best_epoch", "validation", "train_seconds", "weights_sha256")}, indent=2))
+    return 0
+
+
 def _write_or_print(result: dict, out: str | None) -> None:
     from micrometry._atomic import write_json
 
@@ -315,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train-scalebar", help="train the scale-bar detector (YOLO) on synthetic micrographs")
     _add_recipe_arguments(s, "config/train-scalebar.yaml", "detector directory to write")
     s.set_defaults(func=_cmd_train_scalebar)
+
+    s = sub.add_parser("train-label-reader", help="train the scale-label recognizer (CRNN + CTC) on synthetic label crops")
+    _add_recipe_arguments(s, "config/train-label-reader.yaml", "reader directory to write")
+    s.set_defaults(func=_cmd_train_label_reader)
 
     s = sub.add_parser("evaluate", help="score predicted instances against ground truth")
     s.add_argument("gt", help="label image, OME-Zarr store, or a folder of them")

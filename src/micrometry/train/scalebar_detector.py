@@ -142,7 +142,9 @@ def render_detector_sample(seed: int, data: dict | None = None) -> tuple[np.ndar
     image : (M, N) uint8
     targets : list of (class index, (x0, y0, x1, y1))
     info : dict
-        ``scalebar`` metadata of the generator and the degradation applied.
+        ``scalebar`` metadata of the generator, the degradation applied
+        (``degraded``) and the annotations that are not a scale bar
+        (``distractors``, as in ``SynthMicrograph.params``).
     """
     from micrometry.train.synth import render_micrograph
 
@@ -162,7 +164,8 @@ def render_detector_sample(seed: int, data: dict | None = None) -> tuple[np.ndar
             if attempt == 19:
                 raise
     img, how = _degrade(rng, np.asarray(m.image, np.uint8), d)
-    return img, detector_targets(m.scalebar), {"scalebar": m.scalebar, "degraded": how}
+    info = {"scalebar": m.scalebar, "degraded": how, "distractors": m.params.get("distractors", [])}
+    return img, detector_targets(m.scalebar), info
 
 
 def _write_one(args) -> None:

@@ -52,6 +52,12 @@
 9. if still nothing, the bands of step 6 again, their extreme grey levels
    stretched over the range (:func:`_extreme_views`): a faint white label on
    a light micrograph, a black one on a dark micrograph.
+10. if nothing was read, or nothing with confidence 0.5 or more, the
+    detected label boxes are read by the project's own label reader
+    (:mod:`~micrometry.calibrate.scalebar.label_reader`, a small recognizer
+    trained on the generator's scale labels: glyphs of 9-14 px, blurred by
+    resampling or JPEG, that PP-OCR misreads or does not read) and paired
+    with a bar as in step 3; the most trusted reading of all wins.
 
 Confidence (:func:`reading_confidence`) multiplies the evidence: detector
 scores of label and bar, OCR score, and penalties for every check that
@@ -189,6 +195,7 @@ def reading_confidence(
     via_text_search: bool,
     number_cut: bool = False,
     bar_by_shape: bool = True,
+    disputed: bool = False,
 ) -> tuple[float, dict[str, float]]:
     """Combine the evidence on one reading into a confidence in [0, 1].
 
@@ -221,6 +228,9 @@ def reading_confidence(
         The bar was found by its shape around the label (the threshold
         search), whatever voted for it; False when it was only measured inside
         a detected bar box.
+    disputed : bool
+        The label was read by the project's label reader and PP-OCR read the
+        same box as another value: one of the two is wrong (factor 0.6).
 
     A weak detector vote is no worse than none: a label read in a detected
     box counts at least as much as one found by PP-OCR's text detector alone,
@@ -261,6 +271,7 @@ def reading_confidence(
     f["plausible_size"] = 1.0 if lo <= nm_per_px <= hi else 0.05
     f["bar_clean"] = 0.85 ** int(bar_notes)
     f["number_complete"] = 0.4 if number_cut else 1.0
+    f["readers_agree"] = 0.6 if disputed else 1.0
     conf = 1.0
     for v in f.values():
         conf *= v
@@ -917,8 +928,11 @@ def _votes_for(det_box, m: BarMeasurement) -> bool:
     return _covered(det_box, m.bbox) >= 0.5 and abs((det_box[ax[1]] - det_box[ax[0]]) - length) <= 0.1 * length
 
 
-def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_search) -> ScalebarReading | None:
-    """Pair a read label with its bar and build the reading (None when no bar is found)."""
+def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_search,
+               read_by: str = "pp-ocr", disputed: bool = False) -> ScalebarReading | None:
+    """Pair a read label with its bar and build the reading (None when no bar is found).
+    `read_by`: what read the label ("pp-ocr" or "label-reader"), recorded in ``checks``;
+    `disputed`: the other reader read the same label otherwise (:func:`reading_confidence`)."""
     th = max(1.0, text_box[3] - text_box[1])
     tw = max(1.0, text_box[2] - text_box[0])
     vertical_text = _is_vertical_text(text_box)
@@ -966,7 +980,7 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
         gap_in_label_heights=gap, corrections=len(label.corrections),
         unit_log_margin=unit_margin, round_value=is_round_value(label.value),
         nm_per_px=nm, bar_notes=len(m.notes), via_text_search=via_text_search,
-        number_cut=_number_cut(sr.hit.text), bar_by_shape=by_shape,
+        number_cut=_number_cut(sr.hit.text), bar_by_shape=by_shape, disputed=disputed,
     )
     checks = {
         "factors": factors,
@@ -976,6 +990,7 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
         "gap_label_heights": round(float(gap), 3),
         "unit_log_margin": None if unit_margin is None else round(float(unit_margin), 3),
         "label_found_by": "text-search" if via_text_search else "detector",
+        "label_read_by": read_by,
         "bar_found_by": "search" if bar_score is None else "detector",
         "bar_method": m.method,
     }
@@ -1149,6 +1164,39 @@ def _turned_lines(image: np.ndarray, window, *, upscale, threads) -> list:
     return found
 
 
+def _read_with_label_reader(image: np.ndarray, box, reader) -> tuple[ScaleRead | None, tuple]:
+    """The project's label reader (:mod:`~micrometry.calibrate.scalebar.label_reader`) on a
+    detected label box: widened by half a glyph height along the text and a fifth across it
+    (as its training crops were), a tall box read turned both ways.  Returns (read, text box
+    in image pixels: the glyphs of the crop, :func:`~micrometry.calibrate.scalebar.ocr._trim`)."""
+    from micrometry.calibrate.scalebar.ocr import TextHit, _trim
+
+    vertical = _is_vertical_text(box)
+    th = (box[2] - box[0]) if vertical else (box[3] - box[1])
+    along, across = 0.5 * th, 0.2 * th
+    dx, dy = (across, along) if vertical else (along, across)
+    xa, ya, xb, yb = (int(round(v)) for v in _clip_box(box[0] - dx, box[1] - dy, box[2] + dx, box[3] + dy, image.shape))
+    if xb - xa < 4 or yb - ya < 4:
+        return None, tuple(box)
+    crop = image[ya:yb, xa:xb]
+    views = [np.rot90(crop, -1), np.rot90(crop, 1)] if vertical else [crop]
+    best: tuple[float, ScaleLabel, str] | None = None
+    for text, score in reader.read_batch([np.ascontiguousarray(v) for v in views]):
+        label = parse_scale_label(text)
+        if label is not None and (best is None or score > best[0]):
+            best = (score, label, text)
+    if best is None:
+        return None, tuple(box)
+    if vertical:
+        text_box = (float(xa), float(ya), float(xb), float(yb))
+    else:
+        from micrometry.calibrate.scalebar._image import to_uint8
+
+        text_box = tuple(float(v) for v in _trim(to_uint8(crop), xa, ya, xb, yb))
+    score, label, text = best
+    return _unscored_read(label, TextHit(text, score, text_box)), text_box
+
+
 def read_scalebar(
     image,
     *,
@@ -1157,6 +1205,8 @@ def read_scalebar(
     threads: int | None = 1,
     max_labels: int = 3,
     text_search: bool = True,
+    label_reader=None,
+    use_label_reader: bool = True,
 ) -> ScalebarReading | None:
     """Find, read and measure the scale bar of a micrograph.
 
@@ -1177,6 +1227,12 @@ def read_scalebar(
         When no detected label can be read, let PP-OCR's text detector look
         along the bottom and top of the image for a line that parses as a
         scale label, then around bar-like lines found without the detector.
+    label_reader : LabelReader, optional
+        A loaded label reader; default
+        :func:`~micrometry.calibrate.scalebar.label_reader.load_label_reader`.
+    use_label_reader : bool
+        When nothing was read with confidence 0.5 or more, read the detected
+        label boxes with the project's label reader as well (last step).
 
     Returns
     -------
@@ -1200,10 +1256,11 @@ def read_scalebar(
     done: list[tuple] = []
     unconfirmed: list[tuple] = []  # (ScaleRead, text box) of lines only the text detector read
 
-    def consider(sr, text_box, label_score, via_text_search) -> bool:
+    def consider(sr, text_box, label_score, via_text_search, read_by="pp-ocr", disputed=False) -> bool:
         """Pair a read label with a bar; True when a reading came out of it."""
         nonlocal best
-        r = _candidate(arr, sr, text_box, label_score, bars, via_text_search=via_text_search)
+        r = _candidate(arr, sr, text_box, label_score, bars, via_text_search=via_text_search, read_by=read_by,
+                       disputed=disputed)
         if r is not None and (best is None or r.confidence > best.confidence):
             best = r
         return r is not None
@@ -1326,4 +1383,20 @@ def read_scalebar(
         if best is None:  # lines only the text detector read in a view
             for sr, text_box in unconfirmed[n_unconfirmed:]:
                 consider_line(sr, text_box)
+    # 7. nothing read, or nothing trusted: the detected label boxes read by the project's own
+    #    label reader, trained on the generator's labels (small, blurred or faint glyphs that
+    #    PP-OCR misreads or does not read: "1 µm" at 10 px after JPEG); the most trusted reading wins
+    if use_label_reader and (best is None or best.confidence < 0.5) and labels:
+        from micrometry.calibrate.scalebar.label_reader import load_label_reader
+
+        reader = label_reader if label_reader is not None else load_label_reader()
+        pp_ocr = best
+        for d in labels:
+            sr, text_box = _read_with_label_reader(arr, d.box, reader)
+            if sr is not None:
+                # PP-OCR read this label to another value ("10 pm", a µ read p, against "10 nm"):
+                # one of the two readers is wrong, and nothing says which
+                disputed = (pp_ocr is not None and _iou(pp_ocr.text_bbox, text_box) > 0.3
+                            and not math.isclose(pp_ocr.value_nm, sr.label.value_nm, rel_tol=1e-6))
+                consider(sr, text_box, d.score, via_text_search=False, read_by="label-reader", disputed=disputed)
     return best

@@ -716,6 +716,22 @@ def test_the_label_reader_reads_a_label_that_pp_ocr_cannot():
     assert abs(r.nm_per_px / (1000 / 72) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
 
 
+def test_the_label_reader_reads_a_line_pp_ocr_found_but_misread():
+    """Synthetic 100,000,108: "1 um", white, saved as JPEG at quality 75.  The detector finds
+    no label box there; PP-OCR's text detector finds the line but reads no scale label in it.
+    The label reader reads that line's box (trusted less: no detector vote)."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(100_000_108)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"]) == ("1 um", 180.0)
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.checks["label_read_by"] == "label-reader", r
+    assert r.checks["label_found_by"] == "text-search"
+    assert abs(r.nm_per_px / (1000 / 180) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
+
+
 def test_extreme_views_stretch_a_faint_white_label_over_the_range():
     """White strokes (255) on a light ground (225 +- 4): in the bright view the ground is
     black and the strokes white, in the dark view the strokes are black; both views are

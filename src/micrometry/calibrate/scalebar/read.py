@@ -53,11 +53,13 @@
    stretched over the range (:func:`_extreme_views`): a faint white label on
    a light micrograph, a black one on a dark micrograph.
 10. if nothing was read, or nothing with confidence 0.5 or more, the
-    detected label boxes are read by the project's own label reader
-    (:mod:`~micrometry.calibrate.scalebar.label_reader`, a small recognizer
-    trained on the generator's scale labels: glyphs of 9-14 px, blurred by
-    resampling or JPEG, that PP-OCR misreads or does not read) and paired
-    with a bar as in step 3; the most trusted reading of all wins.
+    detected label boxes, and the short lines PP-OCR's text detector found in
+    any step but read as no scale label ("SONM"), are read by the project's own
+    label reader (:mod:`~micrometry.calibrate.scalebar.label_reader`, a small
+    recognizer trained on the generator's scale labels: glyphs of 9-14 px,
+    blurred by resampling or JPEG, that PP-OCR misreads or does not read) and
+    paired with a bar as in step 3; the most trusted reading of all wins.  A
+    reading of it that PP-OCR read otherwise in the same box is trusted less.
 
 Confidence (:func:`reading_confidence`) multiplies the evidence: detector
 scores of label and bar, OCR score, and penalties for every check that
@@ -386,6 +388,8 @@ _MIN_V_BAR_TH = 1.5
 _OTHER_COLOUR_COST = 1.0
 #: Fewest equally spaced tick marks taken for a ruler (Hitachi's has 11).
 _MIN_RULER_TICKS = 5
+#: A text line longer than this (characters as PP-OCR read it) is no scale label ("0.25 µm" has 7)
+_MAX_LABEL_CHARS = 10
 
 
 def _reread_line(image: np.ndarray, hit, box, threads: int | None) -> tuple[ScaleRead | None, tuple, bool]:
@@ -1232,7 +1236,8 @@ def read_scalebar(
         :func:`~micrometry.calibrate.scalebar.label_reader.load_label_reader`.
     use_label_reader : bool
         When nothing was read with confidence 0.5 or more, read the detected
-        label boxes with the project's label reader as well (last step).
+        label boxes and the lines PP-OCR misread with the project's label
+        reader as well (last step).
 
     Returns
     -------
@@ -1255,6 +1260,8 @@ def read_scalebar(
     # for the bar under it, made from the detector's, synthetic 100,000,199)
     done: list[tuple] = []
     unconfirmed: list[tuple] = []  # (ScaleRead, text box) of lines only the text detector read
+    # (box, image or view) of short lines PP-OCR found but read as no scale label ("SONM"): step 10
+    unparsed: list[tuple] = []
 
     def consider(sr, text_box, label_score, via_text_search, read_by="pp-ocr", disputed=False) -> bool:
         """Pair a read label with a bar; True when a reading came out of it."""
@@ -1296,6 +1303,8 @@ def read_scalebar(
                     # a faint unit left out of the line's box ("200 n"): read past its end
                     box = (box[0], box[1], min(float(arr.shape[1]), box[2] + 1.5 * (box[3] - box[1])), box[3])
                 else:
+                    if len(hit.text.strip()) <= _MAX_LABEL_CHARS:
+                        unparsed.append((box, src))
                     continue
             if any(_iou(box, b) > 0.5 for b in done):
                 n += 1
@@ -1386,17 +1395,24 @@ def read_scalebar(
     # 7. nothing read, or nothing trusted: the detected label boxes read by the project's own
     #    label reader, trained on the generator's labels (small, blurred or faint glyphs that
     #    PP-OCR misreads or does not read: "1 µm" at 10 px after JPEG); the most trusted reading wins
-    if use_label_reader and (best is None or best.confidence < 0.5) and labels:
+    if use_label_reader and (best is None or best.confidence < 0.5) and (labels or unparsed):
         from micrometry.calibrate.scalebar.label_reader import load_label_reader
 
         reader = label_reader if label_reader is not None else load_label_reader()
         pp_ocr = best
-        for d in labels:
-            sr, text_box = _read_with_label_reader(arr, d.box, reader)
+        # the detected label boxes, then short lines PP-OCR's text detector found where the
+        # detector found no label and read as something else ("SONM" of "50NM")
+        boxes = [(d.box, arr, d.score, False) for d in labels]
+        for box, src in unparsed:
+            if not any(_iou(box, b[0]) > 0.5 for b in boxes):
+                boxes.append((box, src, 0.0, True))
+        for box, src, score, via_text_search in boxes:
+            sr, text_box = _read_with_label_reader(src, box, reader)
             if sr is not None:
                 # PP-OCR read this label to another value ("10 pm", a µ read p, against "10 nm"):
                 # one of the two readers is wrong, and nothing says which
                 disputed = (pp_ocr is not None and _iou(pp_ocr.text_bbox, text_box) > 0.3
                             and not math.isclose(pp_ocr.value_nm, sr.label.value_nm, rel_tol=1e-6))
-                consider(sr, text_box, d.score, via_text_search=False, read_by="label-reader", disputed=disputed)
+                consider(sr, text_box, score, via_text_search=via_text_search, read_by="label-reader",
+                         disputed=disputed)
     return best

@@ -1170,9 +1170,11 @@ def _turned_lines(image: np.ndarray, window, *, upscale, threads) -> list:
 
 def _read_with_label_reader(image: np.ndarray, box, reader) -> tuple[ScaleRead | None, tuple]:
     """The project's label reader (:mod:`~micrometry.calibrate.scalebar.label_reader`) on a
-    detected label box: widened by half a glyph height along the text and a fifth across it
-    (as its training crops were), a tall box read turned both ways.  Returns (read, text box
-    in image pixels: the glyphs of the crop, :func:`~micrometry.calibrate.scalebar.ocr._trim`)."""
+    label box (the detector's, or a line's of PP-OCR's text detector): widened by half a glyph
+    height along the text and a fifth across it (as its training crops were), a tall box read
+    turned both ways.  Returns (read, text box in image pixels: the glyphs of the crop,
+    :func:`~micrometry.calibrate.scalebar.ocr._trim`; the widened box for vertical text), or
+    (None, `box`) when nothing parses as a scale label."""
     from micrometry.calibrate.scalebar.ocr import TextHit, _trim
 
     vertical = _is_vertical_text(box)
@@ -1392,9 +1394,10 @@ def read_scalebar(
         if best is None:  # lines only the text detector read in a view
             for sr, text_box in unconfirmed[n_unconfirmed:]:
                 consider_line(sr, text_box)
-    # 7. nothing read, or nothing trusted: the detected label boxes read by the project's own
-    #    label reader, trained on the generator's labels (small, blurred or faint glyphs that
-    #    PP-OCR misreads or does not read: "1 µm" at 10 px after JPEG); the most trusted reading wins
+    # 7. (step 10 of the module's list) nothing read, or nothing trusted: label boxes read by the
+    #    project's own label reader, trained on the generator's labels (small, blurred or faint
+    #    glyphs that PP-OCR misreads or does not read: "1 µm" at 10 px after JPEG); the most
+    #    trusted reading wins
     if use_label_reader and (best is None or best.confidence < 0.5) and (labels or unparsed):
         from micrometry.calibrate.scalebar.label_reader import load_label_reader
 

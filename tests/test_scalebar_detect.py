@@ -193,6 +193,33 @@ def test_bar_is_searched_next_to_a_label_when_the_detector_misses_it():
     assert r.confidence < 0.7  # trusted less than a detected bar
 
 
+class _FixedReader:
+    """A label reader that reads every crop as one text; counts its calls."""
+
+    def __init__(self, text, score=0.99):
+        self.text, self.score, self.calls = text, score, 0
+
+    def read_batch(self, crops):
+        self.calls += 1
+        return [(self.text, self.score) for _ in crops]
+
+
+def test_the_label_reader_is_asked_only_when_nothing_is_trusted():
+    img, text_box = _bar_image(100, "200 nm")
+    det = _BoxesDetector([Detection("label", 0.9, tuple(map(float, text_box))), Detection("bar", 0.9, (58.0, 198.0, 162.0, 208.0))])
+    reader = _FixedReader("50 nm")
+    r = read_scalebar(img, detector=det, text_search=False, label_reader=reader)
+    assert r.value_nm == 200.0 and r.confidence >= 0.8 and r.checks["label_read_by"] == "pp-ocr"
+    assert reader.calls == 0
+    # the label's glyphs wiped: PP-OCR reads nothing in the box, the label reader's reading is paired
+    x0, y0, x1, y1 = text_box
+    img[y0:y1, x0:x1] = 40
+    r = read_scalebar(img, detector=det, text_search=False, label_reader=reader)
+    assert reader.calls == 1 and r.checks["label_read_by"] == "label-reader"
+    assert r.value_nm == 50.0 and abs(r.nm_per_px - 0.5) <= 0.005  # 50 nm over the 100-px bar
+    assert read_scalebar(img, detector=det, text_search=False, use_label_reader=False) is None
+
+
 def test_no_label_no_reading():
     img = np.full((200, 260), 90, np.uint8)
     img[150:156, 40:140] = 255  # a bar without any label

@@ -48,8 +48,8 @@ __all__ = [
 DEFAULT_READER_CONFIG: dict[str, Any] = {
     "seed": 5,
     "data": {
-        "n_train_images": 4000,
-        "n_val_images": 300,
+        "n_train_images": 6000,
+        "n_val_images": 400,
         "crops_per_label": 3,
         "negatives_per_image": 1,
         "free_value_fraction": 0.5,
@@ -62,7 +62,7 @@ DEFAULT_READER_CONFIG: dict[str, Any] = {
         "blur_fraction": 0.15,
     },
     "net": {"channels": [16, 32, 48, 64], "hidden": 48},
-    "train": {"epochs": 12, "batch": 64, "lr": 0.002, "weight_decay": 0.0001, "threads": 2},
+    "train": {"epochs": 14, "batch": 64, "lr": 0.002, "weight_decay": 0.0001, "threads": 2},
 }
 
 _RENDER_KEYS = ("min_side_px", "max_side_px", "no_scalebar_fraction", "jpeg_fraction", "blur_fraction")

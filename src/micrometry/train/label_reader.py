@@ -103,8 +103,8 @@ def render_label_sample(seed: int, data: dict | None = None) -> tuple[np.ndarray
     info : dict
         ``scalebar``, ``degraded`` and ``distractors`` as in ``render_detector_sample``.
     """
-    from micrometry.train.scalebar_detector import _degrade, render_detector_sample
-    from micrometry.train.synth import _round_sig, render_micrograph
+    from micrometry.train.scalebar_detector import render_detector_sample, render_sample, sample_sides
+    from micrometry.train.synth import _round_sig
 
     d = merge_config(DEFAULT_READER_CONFIG["data"], data or {})
     render = {k: d[k] for k in _RENDER_KEYS}
@@ -112,21 +112,15 @@ def render_label_sample(seed: int, data: dict | None = None) -> tuple[np.ndarray
     if rng.random() >= float(d["free_value_fraction"]):
         img, _, info = render_detector_sample(seed, render)
         return img, info
-    lo, hi = int(d["min_side_px"]), int(d["max_side_px"])
-    h, w = (int(round(np.exp(rng.uniform(np.log(lo), np.log(hi))))) for _ in range(2))
+    h, w = sample_sides(rng, render)
     nm_per_px = _round_sig(float(np.exp(rng.uniform(np.log(0.1), np.log(50.0)))), 4)
-    for attempt in range(20):  # a forced layout may not fit; draw again
+
+    def draw() -> dict:
         bar_px = rng.uniform(0.08, 0.3) * min(h, w)
         value_nm = _round_sig(bar_px * nm_per_px, int(rng.choice([1, 2], p=[0.7, 0.3])))
-        try:
-            m = render_micrograph(rng, shape=(h, w), nm_per_px=nm_per_px, scalebar={"value_nm": value_nm},
-                                  scalebar_variety=True, data_bar_prob=0.35, panel_label_prob=0.3)
-            break
-        except ValueError:
-            if attempt == 19:
-                raise
-    img, how = _degrade(rng, np.asarray(m.image, np.uint8), render)
-    return img, {"scalebar": m.scalebar, "degraded": how, "distractors": m.params.get("distractors", [])}
+        return {"nm_per_px": nm_per_px, "scalebar": {"value_nm": value_nm}}
+
+    return render_sample(rng, (h, w), render, draw)
 
 
 def label_crop_samples(seed: int, data: dict | None = None) -> list[tuple[np.ndarray, str]]:
@@ -281,9 +275,9 @@ def train_label_reader(config: dict, out_dir: str | os.PathLike, *, command: str
     t0 = time.time()
     cache = Path(cfg["work_dir"]) / "crops.npz" if cfg.get("work_dir") else None
     stamp = json.dumps({"seed": seed, "data": {k: v for k, v in d.items() if k != "workers"}}, sort_keys=True)
-    if cache is not None and cache.is_file() and str(np.load(cache)["stamp"]) == stamp:
-        z = np.load(cache)
-        x_tr, t_tr, x_va, t_va = z["x_tr"], list(z["t_tr"]), z["x_va"], list(z["t_va"])
+    cached = np.load(cache) if cache is not None and cache.is_file() else None
+    if cached is not None and str(cached["stamp"]) == stamp:
+        x_tr, t_tr, x_va, t_va = cached["x_tr"], list(cached["t_tr"]), cached["x_va"], list(cached["t_va"])
     else:
         workers = int(d["workers"])
         x_tr, t_tr = render_label_dataset(range(seed * 10**6, seed * 10**6 + int(d["n_train_images"])), d, workers)

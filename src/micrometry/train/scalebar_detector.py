@@ -47,6 +47,8 @@ __all__ = [
     "DEFAULT_DETECTOR_CONFIG",
     "detector_targets",
     "render_detector_sample",
+    "render_sample",
+    "sample_sides",
     "write_yolo_dataset",
     "train_detector",
     "train_detector_from_yaml",
@@ -146,26 +148,46 @@ def render_detector_sample(seed: int, data: dict | None = None) -> tuple[np.ndar
         (``degraded``) and the annotations that are not a scale bar
         (``distractors``, as in ``SynthMicrograph.params``).
     """
-    from micrometry.train.synth import render_micrograph
-
     d = merge_config(DEFAULT_DETECTOR_CONFIG["data"], data or {})
     rng = np.random.default_rng([int(seed), 7331])
-    lo, hi = int(d["min_side_px"]), int(d["max_side_px"])
-    h, w = (int(round(np.exp(rng.uniform(np.log(lo), np.log(hi))))) for _ in range(2))  # log-uniform sides
+    shape = sample_sides(rng, d)
     with_bar = rng.random() >= d["no_scalebar_fraction"]
+    img, info = render_sample(rng, shape, d, lambda: {"scalebar": with_bar})
+    return img, detector_targets(info["scalebar"]), info
+
+
+def sample_sides(rng: np.random.Generator, data: dict) -> tuple[int, int]:
+    """Image sides (M, N), each log-uniform in ``data``'s ``[min_side_px, max_side_px]``."""
+    lo, hi = int(data["min_side_px"]), int(data["max_side_px"])
+    return tuple(int(round(np.exp(rng.uniform(np.log(lo), np.log(hi))))) for _ in range(2))
+
+
+def render_sample(rng: np.random.Generator, shape: tuple[int, int], data: dict, draw) -> tuple[np.ndarray, dict]:
+    """Render a micrograph with the generator's scale-bar variety and distractors, then degrade it.
+
+    ``draw()`` gives :func:`~micrometry.train.synth.render_micrograph`'s scale-bar arguments
+    (``scalebar``, ``nm_per_px``); it is called again, with the same `rng`, when a layout does
+    not fit (up to 20 tries).  `data`: the recipe's ``jpeg_fraction`` and ``blur_fraction``.
+
+    Returns
+    -------
+    image : (M, N) uint8
+    info : dict
+        ``scalebar`` (the generator's metadata), ``degraded`` (what :func:`_degrade` did) and
+        ``distractors`` (annotations that are not a scale bar, as in ``SynthMicrograph.params``).
+    """
+    from micrometry.train.synth import render_micrograph
+
     for attempt in range(20):  # a forced layout may not fit; draw again
         try:
-            m = render_micrograph(
-                rng, shape=(h, w), scalebar=with_bar, scalebar_variety=True,
-                data_bar_prob=0.35, panel_label_prob=0.3,
-            )
+            m = render_micrograph(rng, shape=shape, scalebar_variety=True, data_bar_prob=0.35, panel_label_prob=0.3,
+                                  **draw())
             break
         except ValueError:
             if attempt == 19:
                 raise
-    img, how = _degrade(rng, np.asarray(m.image, np.uint8), d)
-    info = {"scalebar": m.scalebar, "degraded": how, "distractors": m.params.get("distractors", [])}
-    return img, detector_targets(m.scalebar), info
+    img, how = _degrade(rng, np.asarray(m.image, np.uint8), data)
+    return img, {"scalebar": m.scalebar, "degraded": how, "distractors": m.params.get("distractors", [])}
 
 
 def _write_one(args) -> None:

@@ -157,22 +157,28 @@ def prepare_crop(crop: np.ndarray, height: int = HEIGHT, width: int = WIDTH) -> 
     return out
 
 
-def _torch_net(channels: tuple[int, ...], hidden: int, n_classes: int):
+def LabelReaderNet(channels: tuple[int, ...] = (16, 32, 48, 64), hidden: int = 48, n_classes: int = len(CHARSET) + 1):
+    """The recognizer network, a ``torch.nn.Module`` (torch is imported here, not with the
+    module: the workflow reads :func:`reader_sha256` at start-up).
+
+    Five 3 x 3 convolution blocks (``channels``; the third one twice) pool the input down to
+    one row of ``W / 4`` columns; a bidirectional LSTM of `hidden` units runs along it and a
+    linear layer gives the CTC classes.  Input ``(B, 1, HEIGHT, W)`` float32
+    (:func:`prepare_crop`, ``W`` a multiple of 4); output ``(B, W / 4, n_classes)``
+    log-probabilities, class 0 the CTC blank.
+    """
     import torch
     from torch import nn
 
-    class LabelReaderNet(nn.Module):
-        """Convolutions down to one row of ``width / 4`` columns, a bidirectional LSTM
-        along it, and a linear layer to the CTC classes (blank first)."""
+    c1, c2, c3, c4 = (int(c) for c in channels)
 
+    def block(cin, cout, pool):
+        layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        return layers + [nn.MaxPool2d(pool)] if pool else layers
+
+    class _Net(nn.Module):
         def __init__(self):
             super().__init__()
-            c1, c2, c3, c4 = channels
-            def block(cin, cout, pool):
-                layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-                if pool:
-                    layers.append(nn.MaxPool2d(pool))
-                return layers
             self.features = nn.Sequential(
                 *block(1, c1, (2, 2)),   # 16 x W/2
                 *block(c1, c2, (2, 2)),  # 8 x W/4
@@ -180,24 +186,14 @@ def _torch_net(channels: tuple[int, ...], hidden: int, n_classes: int):
                 *block(c3, c3, (2, 1)),  # 4 x W/4
                 *block(c3, c4, (4, 1)),  # 1 x W/4
             )
-            self.rnn = nn.LSTM(c4, hidden, batch_first=True, bidirectional=True)
-            self.head = nn.Linear(2 * hidden, n_classes)
+            self.rnn = nn.LSTM(c4, int(hidden), batch_first=True, bidirectional=True)
+            self.head = nn.Linear(2 * int(hidden), int(n_classes))
 
         def forward(self, x):  # (B, 1, H, W) -> (B, T, C) log-probabilities
-            f = self.features(x).squeeze(2).transpose(1, 2)
-            f, _ = self.rnn(f)
+            f, _ = self.rnn(self.features(x).squeeze(2).transpose(1, 2))
             return torch.log_softmax(self.head(f), dim=-1)
 
-    return LabelReaderNet()
-
-
-def LabelReaderNet(channels: tuple[int, ...] = (16, 32, 48, 64), hidden: int = 48, n_classes: int = len(CHARSET) + 1):
-    """The recognizer network (a ``torch.nn.Module``).
-
-    Input ``(B, 1, HEIGHT, W)`` float32 (:func:`prepare_crop`, ``W`` a multiple of 4);
-    output ``(B, W / 4, n_classes)`` log-probabilities, class 0 the CTC blank.
-    """
-    return _torch_net(tuple(int(c) for c in channels), int(hidden), int(n_classes))
+    return _Net()
 
 
 @dataclass

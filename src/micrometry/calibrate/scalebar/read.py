@@ -81,10 +81,10 @@ from typing import Any
 
 import numpy as np
 
-from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_runs, only_at_ends
+from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_runs, only_at_ends, to_uint8
 from micrometry.calibrate.scalebar.lines import find_bar_lines
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
-from micrometry.calibrate.scalebar.ocr import ScaleRead, _unscored_read, read_scale_label
+from micrometry.calibrate.scalebar.ocr import ScaleRead, TextHit, _trim, _unscored_read, read_scale_label
 from micrometry.calibrate.scalebar.parse import ScaleLabel, parse_scale_label, unit_cut_off, unit_prefix_lost
 
 __all__ = [
@@ -1175,8 +1175,6 @@ def _read_with_label_reader(image: np.ndarray, box, reader) -> tuple[ScaleRead |
     turned both ways.  Returns (read, text box in image pixels: the glyphs of the crop,
     :func:`~micrometry.calibrate.scalebar.ocr._trim`; the widened box for vertical text), or
     (None, `box`) when nothing parses as a scale label."""
-    from micrometry.calibrate.scalebar.ocr import TextHit, _trim
-
     vertical = _is_vertical_text(box)
     th = (box[2] - box[0]) if vertical else (box[3] - box[1])
     along, across = 0.5 * th, 0.2 * th
@@ -1196,8 +1194,6 @@ def _read_with_label_reader(image: np.ndarray, box, reader) -> tuple[ScaleRead |
     if vertical:
         text_box = (float(xa), float(ya), float(xb), float(yb))
     else:
-        from micrometry.calibrate.scalebar._image import to_uint8
-
         text_box = tuple(float(v) for v in _trim(to_uint8(crop), xa, ya, xb, yb))
     score, label, text = best
     return _unscored_read(label, TextHit(text, score, text_box)), text_box

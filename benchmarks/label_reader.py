@@ -4,9 +4,11 @@ Usage::
 
     python benchmarks/label_reader.py --real --synthetic 300 [--reader DIR]
 
-Crops are the true label boxes, widened as the reading chain widens a detected
-box (half a glyph height along the text, a fifth across it; vertical labels turned
-upright):
+Each reader gets the true label box and reads it as the reading chain reads a
+detected box (the label reader: ``read._read_with_label_reader``, widened by half a
+glyph height along the text and a fifth across it, a tall box turned both ways;
+PP-OCR: ``read._read_label``, recognizer only, widened by half a glyph height along
+the text, trimmed):
 
 - real: the 73 labels of ``tests/data/scalebar_truth_real.csv`` (EMPS, read by eye);
 - synthetic: labels of ``render_detector_sample`` at seeds 10,000,000+ (the
@@ -14,9 +16,7 @@ upright):
 
 Reported per set and reader: labels whose value and unit parse exactly as the
 truth (*exact*), labels read as some other scale label (*wrong*), and the
-median milliseconds per crop.  PP-OCR is run as the chain runs it on a detected
-box (:func:`~micrometry.calibrate.scalebar.ocr.read_scale_label`, recognizer
-only, trimmed crop).
+median milliseconds per box.
 """
 
 from __future__ import annotations
@@ -35,12 +35,6 @@ _UNIT = {"nm": "nm", "um": "um", "µm": "um", "μm": "um", "mm": "mm", "Å": "A"
          "NM": "nm", "UM": "um", "MM": "mm"}
 
 
-def _box(x0, y0, x1, y1, vertical, shape):
-    th = (x1 - x0) if vertical else (y1 - y0)
-    dx, dy = (0.2 * th, 0.5 * th) if vertical else (0.5 * th, 0.2 * th)
-    return (max(0.0, x0 - dx), max(0.0, y0 - dy), min(float(shape[1]), x1 + dx), min(float(shape[0]), y1 + dy))
-
-
 def real_crops():
     from PIL import Image
 
@@ -53,9 +47,8 @@ def real_crops():
         if t["has_scalebar"] != "1":
             continue
         img = np.asarray(Image.open(root / "images" / f"{t['id']}.png").convert("L"))
-        x0, y0, x1, y1 = (float(t[k]) for k in ("text_x0", "text_y0", "text_x1", "text_y1"))
-        vertical = (y1 - y0) > 1.5 * (x1 - x0)
-        yield t["id"], img, _box(x0, y0, x1, y1, vertical, img.shape), vertical, float(t["value"]), _UNIT[t["unit"]]
+        box = tuple(float(t[k]) for k in ("text_x0", "text_y0", "text_x1", "text_y1"))
+        yield t["id"], img, box, float(t["value"]), _UNIT[t["unit"]]
 
 
 def synthetic_crops(n: int, seed_base: int):
@@ -67,8 +60,7 @@ def synthetic_crops(n: int, seed_base: int):
         if sb is None:
             continue
         y0, x0, y1, x1 = (float(v) for v in sb["text_bbox"])
-        vertical = bool(sb.get("text_rotation"))
-        yield seed, img, _box(x0, y0, x1, y1, vertical, img.shape), vertical, float(sb["value"]), _UNIT[sb["unit"]]
+        yield seed, img, (x0, y0, x1, y1), float(sb["value"]), _UNIT[sb["unit"]]
 
 
 def _verdict(text: str | None, value: float, unit: str) -> str:
@@ -80,41 +72,35 @@ def _verdict(text: str | None, value: float, unit: str) -> str:
     return "exact" if abs(label.value - value) < 1e-9 * max(1.0, value) and label.unit == unit else "wrong"
 
 
-def _reader_read(reader, img, box, vertical):
-    from micrometry.calibrate.scalebar.parse import parse_scale_label
+def _readers(reader) -> dict:
+    """Each reader as the chain runs it on a label box: ``f(image, box) -> text or None``."""
+    from micrometry.calibrate.scalebar.read import _read_label, _read_with_label_reader
 
-    xa, ya, xb, yb = (int(round(v)) for v in box)
-    crop = img[ya:yb, xa:xb]
-    views = [np.rot90(crop, -1), np.rot90(crop, 1)] if vertical else [crop]
-    reads = reader.read_batch([np.ascontiguousarray(v) for v in views])
-    parsed = [(s, t) for t, s in reads if parse_scale_label(t) is not None]
-    return max(parsed)[1] if parsed else (reads[0][0] if reads else None)
+    def label_reader(img, box):
+        sr, _ = _read_with_label_reader(img, box, reader)
+        return None if sr is None else sr.hit.text
 
+    def pp_ocr(img, box):
+        sr, _ = _read_label(img, box, threads=1, detect=False)
+        return None if sr is None else sr.hit.text
 
-def _ppocr_read(img, box, vertical):
-    from micrometry.calibrate.scalebar.read import _read_label
-
-    sr, _ = _read_label(img, box, threads=1, detect=False, widen=False)
-    return None if sr is None else sr.hit.text
+    return {"reader": label_reader, "pp-ocr": pp_ocr}
 
 
 def run(crops, reader) -> dict:
-    out = {"n": 0}
-    for name, fn in (("reader", lambda im, b, v: _reader_read(reader, im, b, v)), ("pp-ocr", _ppocr_read)):
-        out[name] = {"exact": 0, "wrong": 0, "ms": []}
-    misses = []
-    for ident, img, box, vertical, value, unit in crops:
+    readers = _readers(reader)
+    out = {"n": 0, **{name: {"exact": 0, "wrong": 0, "ms": []} for name in readers}, "reader_misses": []}
+    for ident, img, box, value, unit in crops:
         out["n"] += 1
-        for name, fn in (("reader", lambda im, b, v: _reader_read(reader, im, b, v)), ("pp-ocr", _ppocr_read)):
+        for name, read in readers.items():
             t0 = time.perf_counter()
-            text = fn(img, box, vertical)
+            text = read(img, box)
             out[name]["ms"].append(1000 * (time.perf_counter() - t0))
             v = _verdict(text, value, unit)
             if v != "none":
                 out[name][v] += 1
             if name == "reader" and v != "exact":
-                misses.append((ident, text, value, unit))
-    out["reader_misses"] = misses
+                out["reader_misses"].append((ident, text, value, unit))
     return out
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import statistics
 import sys
@@ -66,15 +67,10 @@ def _score(rows: list[dict], min_conf: float) -> dict:
     }
 
 
-#: Extra keyword arguments of read_scalebar (``--no-label-reader``).
-_OPTIONS: dict = {}
-
-
-def _read(image, detector, threads):
-    from micrometry.calibrate.scalebar.read import read_scalebar
-
+def _read(image, read):
+    """``read(image)`` (``read_scalebar`` with the models loaded) and its seconds."""
     t0 = time.perf_counter()
-    r = read_scalebar(image, detector=detector, threads=threads, **_OPTIONS)
+    r = read(image)
     return r, time.perf_counter() - t0
 
 
@@ -94,7 +90,7 @@ def _row(name, r, secs, has_bar, true_value, true_unit, true_nm):
     }
 
 
-def real_rows(detector, threads) -> list[dict]:
+def real_rows(read) -> list[dict]:
     from PIL import Image
 
     from micrometry.train.realdata import emps_dir
@@ -105,14 +101,14 @@ def real_rows(detector, threads) -> list[dict]:
     rows = []
     for t in csv.DictReader(open(TRUTH)):
         img = np.asarray(Image.open(root / "images" / f"{t['id']}.png").convert("L"))
-        r, secs = _read(img, detector, threads)
+        r, secs = _read(img, read)
         has = t["has_scalebar"] == "1"
         rows.append(_row((f"real-{t['split']}", t["id"]), r, secs, has, float(t["value"]) if has else 0.0, t["unit"],
                          float(t["nm_per_px"]) if has else None))
     return rows
 
 
-def synthetic_rows(n, detector, threads, seed_base: int = 10_000_000) -> list[dict]:
+def synthetic_rows(n, read, seed_base: int = 10_000_000) -> list[dict]:
     from micrometry.train.scalebar_detector import render_detector_sample
 
     rows = []
@@ -120,7 +116,7 @@ def synthetic_rows(n, detector, threads, seed_base: int = 10_000_000) -> list[di
         seed = seed_base + i
         img, _, info = render_detector_sample(seed)
         sb = info["scalebar"]
-        r, secs = _read(img, detector, threads)
+        r, secs = _read(img, read)
         if sb is None:
             rows.append(_row(("synthetic", seed), r, secs, False, 0.0, "", None))
         else:
@@ -149,29 +145,30 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from micrometry.calibrate.scalebar.detect import load_detector
     from micrometry.calibrate.scalebar.ocr import read_text
+    from micrometry.calibrate.scalebar.read import read_scalebar
 
     det = load_detector(args.detector, threads=args.threads)
     read_text(np.full((32, 96), 255, np.uint8), threads=args.threads)  # load the OCR models once
     det.detect(np.zeros((64, 64), np.uint8))
-    reader_sha = "off"
     if args.no_label_reader:
-        _OPTIONS["use_label_reader"] = False
+        options, reader_sha = {"use_label_reader": False}, "off"
     else:
         from micrometry.calibrate.scalebar.label_reader import load_label_reader
 
-        _OPTIONS["label_reader"] = load_label_reader()
-        reader_sha = _OPTIONS["label_reader"].sha256[:12]
+        options = {"label_reader": load_label_reader()}
+        reader_sha = options["label_reader"].sha256[:12]
+    read = functools.partial(read_scalebar, detector=det, threads=args.threads, **options)
 
     sets = []
     if args.real:
-        real = real_rows(det, args.threads)
+        real = real_rows(read)
         sets.append(("real (EMPS, 100)", real))
         # the 26 rows from the EMPS train split were looked at while choosing the confidence
         # factors and the bar-placement limits; the 74 validation rows give the fairer number
         for split in ("val", "train"):
             sets.append((f"  of which EMPS {split} split", [r for r in real if r["set"] == f"real-{split}"]))
     if args.synthetic:
-        sets.append((f"synthetic (fresh, {args.synthetic})", synthetic_rows(args.synthetic, det, args.threads, args.seed_base)))
+        sets.append((f"synthetic (fresh, {args.synthetic})", synthetic_rows(args.synthetic, read, args.seed_base)))
     if not sets:
         p.error("choose --real and/or --synthetic N")
 

@@ -143,7 +143,8 @@ def test_confidence_drops_with_each_failed_check():
     assert top > 0.85
     for change in ({"bar_score": None}, {"gap_in_label_heights": 6.0}, {"corrections": 1}, {"round_value": False},
                    {"nm_per_px": 1e5}, {"bar_notes": 1}, {"via_text_search": True, "label_score": 0.0},
-                   {"ocr_score": 0.7}, {"unit_log_margin": 0.5}, {"number_cut": True}, {"disputed": True}):
+                   {"ocr_score": 0.7}, {"unit_log_margin": 0.5}, {"number_cut": True}, {"disputed": True},
+                   {"by_label_reader": True}):
         c, factors = reading_confidence(**{**base, **change})
         assert c < top, change
         assert math.isclose(c, math.prod(factors.values()) ** CONFIDENCE_EXPONENT, rel_tol=1e-3)
@@ -157,6 +158,9 @@ class _BoxesDetector:
 
     def detect(self, image, **kw):
         return list(self.dets)
+
+    def detect_zoomed(self, image, **kw):
+        return list(self.dets)  # the same boxes again: nothing new for the chain's zoomed step
 
 
 def _bar_image(bar_px=100, text="200 nm"):
@@ -287,3 +291,35 @@ def test_a_weak_detector_vote_is_no_worse_than_none():
     _, f_label = reading_confidence(**{**base, "label_score": 0.05})
     _, f_text = reading_confidence(**{**base, "label_score": 0.0, "via_text_search": True})
     assert f_label["label_detected"] == f_text["label_detected"] == 0.75
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="no shipped detector")
+def test_zoomed_detection_maps_window_boxes_back_to_the_image():
+    """A 9-px label on an 844-px-wide image (synthetic 60,000,188, "20 nm" beside its bar at
+    the bottom left): the detector misses the label in the whole image's view and finds it in
+    an enlarged corner window, at its place in the image; the chain's zoomed step reads it."""
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(60_000_188)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["font_px"], img.shape[:2]) == ("20 nm", 9, (375, 844))
+    r0, c0, r1, c1 = truth["text_bbox"]
+    label = (c0, r0, c1, r1)
+
+    def iou(a, b):
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        return iw * ih / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih)
+
+    det = load_detector(SHIPPED)
+    assert not any(d.cls == "label" and iou(d.box, label) > 0.3 for d in det.detect(img))
+    zoomed = det.detect_zoomed(img)
+    assert all(0 <= d.box[0] < d.box[2] <= 844 and 0 <= d.box[1] < d.box[3] <= 375 for d in zoomed)
+    assert [d.score for d in zoomed] == sorted((d.score for d in zoomed), reverse=True)
+    assert any(d.cls == "label" and iou(d.box, label) > 0.6 for d in zoomed)
+    with pytest.raises(ValueError, match="fraction"):
+        det.detect_zoomed(img, fraction=0.5)
+    assert read_scalebar(img, detector=det, zoom=False) is None
+    r = read_scalebar(img, detector=det)
+    assert r is not None and (r.value, r.unit) == (20.0, "nm")
+    assert abs(r.nm_per_px / (20 / truth["bar_px"]) - 1) <= 0.02, (r.nm_per_px, r.bar_px)

@@ -35,6 +35,9 @@ class _BoxesDetector:
     def detect(self, image, **kw):
         return list(self.dets)
 
+    def detect_zoomed(self, image, **kw):
+        return list(self.dets)  # the same boxes again: nothing new for the chain's zoomed step
+
 
 def _read_with_label_box(img, box, score):
     """read_scalebar with one detected label box and nothing else (no text search)."""
@@ -345,9 +348,10 @@ def test_opened_masks_give_back_a_stubby_solid_bar_and_its_edge_box_votes_for_it
     """EMPS 478a6c42ec: a white 69 x 30 px bar (2.3 times as long as thick) joined to a
     bright streak; opening frees it as a solid rectangle, which counts as a bar there (not
     a disc, not a hollow frame), and the detector's box around the dark line along its
-    bottom edge, as long as the bar, is a vote for it (a box across it is not)."""
+    bottom edge, as long as the bar, is a vote for it (a box across it is not); so are boxes
+    cut short on a thin line whose measured box is tall, when they cover most of it."""
     from micrometry.calibrate.scalebar.measure import BarMeasurement
-    from micrometry.calibrate.scalebar.read import _opened_extent, _votes_for
+    from micrometry.calibrate.scalebar.read import _opened_extent, _pieces_vote, _votes_for
 
     rect = np.ones((30, 69), bool)
     assert _opened_extent(rect, 40.0) == (0, 0, 30, 69)
@@ -363,6 +367,18 @@ def test_opened_masks_give_back_a_stubby_solid_bar_and_its_edge_box_votes_for_it
     assert _votes_for((8, 500, 79, 503), bar)  # along its bottom edge, whole length
     assert not _votes_for((30, 470, 40, 505), bar)  # a box across it
     assert _votes_for((0, 470, 90, 505), bar)  # a box around it
+    # synthetic 100,000,189: a 182-px line measured with a box 17 rows tall (the line's rows and
+    # the label's under it); the detector's box on the line, cut at 136 px, is its vote, as are
+    # pieces along it that together cover 60 % of it; pieces covering less, a box on
+    # other rows or a box reaching far past the line's end are none
+    line = BarMeasurement(length_px=181.8, bbox=(444, 4, 626, 21), orientation="h", polarity="bright",
+                          method="profile", bar_level=255.0, background_level=120.0, thickness_px=3.0)
+    assert not _votes_for((443, 4, 579, 11), line)
+    assert _pieces_vote([(443, 4, 579, 11)], line) == [0]
+    assert _pieces_vote([(0, 0, 9, 9), (443, 4, 520, 11), (515, 5, 570, 10)], line) == [1, 2]
+    assert _pieces_vote([(443, 4, 540, 11)], line) == []
+    assert _pieces_vote([(443, 30, 579, 37)], line) == []
+    assert _pieces_vote([(300, 4, 579, 11)], line) == []
 
 
 def test_thick_bar_under_a_low_contrast_label_whose_unit_the_line_box_cut(monkeypatch):
@@ -761,3 +777,60 @@ def test_a_faint_black_label_is_found_in_the_extreme_grey_levels():
     r = read_scalebar(img, detector=load_detector())
     assert r is not None and r.value_nm == 500, r
     assert abs(r.nm_per_px / (500 / 72) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
+
+
+def test_label_boxes_beside_a_bar_lie_above_and_below_it():
+    """A 100-px bar on rows 200-205 of a 400 x 400 image: boxes for glyphs of 8-33 px
+    (up to 0.6 of the bar's length), each 1.4 glyph heights tall, above or below the bar and
+    clear of it, reaching no further than the bar's length and a fifth, one centred on it."""
+    from micrometry.calibrate.scalebar.read import _BESIDE_BAR_TH, _label_boxes_beside_bar
+
+    bar = (150.0, 200.0, 250.0, 206.0)
+    boxes = _label_boxes_beside_bar(bar, (400, 400))
+    heights = {round((b[3] - b[1]) / 1.4, 6) for b in boxes}
+    assert heights == {float(th) for th in _BESIDE_BAR_TH if th <= 60}
+    for x0, y0, x1, y1 in boxes:
+        assert y1 <= 200.0 or y0 >= 206.0  # above or below, never over the bar
+        assert 0 <= x0 < x1 <= 400 and x1 - x0 <= 120.0 + 1e-9
+    assert any(abs((b[0] + b[2]) / 2 - 200.0) < 1e-9 for b in boxes)
+    # at the image's top edge only the boxes below are left; a 10-px bar has room for none
+    top = _label_boxes_beside_bar((150.0, 0.0, 250.0, 6.0), (400, 400))
+    assert top and all(b[1] >= 6.0 for b in top)
+    assert _label_boxes_beside_bar((150.0, 200.0, 160.0, 206.0), (400, 400)) == []
+
+
+def test_a_faint_label_no_text_detector_finds_is_read_beside_its_bar():
+    """Synthetic 80,000,151: a dark-grey "1 µm" over a black bar on a dark micrograph.
+    Neither the detector (whole image or zoomed) nor PP-OCR's text detector finds the label;
+    the label reader reads it in the boxes above the detected bar (trusted little)."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(80_000_151)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"]) == ("1 µm", 74.0)
+    det = load_detector()
+    assert read_scalebar(img, detector=det, use_label_reader=False) is None
+    r = read_scalebar(img, detector=det)
+    assert r is not None and r.checks["label_read_by"] == "label-reader", r
+    assert r.checks["label_found_by"] == "text-search" and r.confidence < 0.5
+    assert (r.value, r.unit) == (1.0, "um")
+    assert abs(r.nm_per_px / (1000 / 74) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
+
+
+def test_a_dispute_between_the_readers_weighs_on_both_readings():
+    """Synthetic 110,000,071: a vertical bar with "20 nm" beside its end; PP-OCR reads
+    "120nm" (the bar's end taken for a "1"), the label reader "20 nm".  Each reading gets
+    the dispute's factor, and the round value wins."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.calibrate.scalebar.read import _DISPUTED
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(110_000_071)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"]) == ("20 nm", 168.0)
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.checks["label_read_by"] == "label-reader", r
+    assert r.checks["factors"]["readers_agree"] == _DISPUTED and r.confidence < 0.5
+    assert (r.value, r.unit) == (20.0, "nm")
+    assert abs(r.nm_per_px / (20 / 168) - 1) <= 0.02, (r.nm_per_px, r.bar_px)

@@ -52,14 +52,29 @@
 9. if still nothing, the bands of step 6 again, their extreme grey levels
    stretched over the range (:func:`_extreme_views`): a faint white label on
    a light micrograph, a black one on a dark micrograph.
-10. if nothing was read, or nothing with confidence 0.5 or more, the
-    detected label boxes, and the short lines PP-OCR's text detector found in
+10. if nothing was read, or nothing with confidence 0.5 or more, the detector
+    runs again on four overlapping corner windows of 0.6 of the image's sides,
+    each enlarged to its input
+    (:meth:`~micrometry.calibrate.scalebar.detect.ScalebarDetector.detect_zoomed`:
+    a 9-px label on a 1,000-px image shrinks to 5 px in the whole image's view);
+    its new label boxes are read as in step 2 and, when still nothing is read,
+    labels are looked for around its new bars as in step 5;
+11. if still nothing was read with confidence 0.5 or more, the detected label
+    boxes (those of step 10 too), and the short lines PP-OCR's text detector found in
     any step but read as no scale label ("SONM"), are read by the project's own
     label reader (:mod:`~micrometry.calibrate.scalebar.label_reader`, a small
     recognizer trained on the generator's scale labels: glyphs of 9-14 px,
     blurred by resampling or JPEG, that PP-OCR misreads or does not read) and
-    paired with a bar as in step 3; the most trusted reading of all wins.  A
-    reading of it that PP-OCR read otherwise in the same box is trusted less.
+    paired with a bar as in step 3; the most trusted reading of all wins.  When
+    the two readers read the same box as different values, both readings are
+    trusted less;
+12. if still nothing was read, the label reader reads the places where a label
+    sits beside each bar (up to four: detected bars, then bar-like lines of step 7),
+    for glyphs of 8-33 px above and below a horizontal bar, beside a vertical one
+    (:func:`_label_boxes_beside_bar`): a faint label on a ground of nearly its grey
+    level, or on a noisy micrograph, that no text detector finds beside a bar that
+    stands out.  Such a reading has no detector vote for its label and is read by
+    the label reader, so it stays below 0.5.
 
 Confidence (:func:`reading_confidence`) multiplies the evidence: detector
 scores of label and bar, OCR score, and penalties for every check that
@@ -112,6 +127,8 @@ _ROUND_MANTISSAS = (1.0, 2.0, 2.5, 3.0, 4.0, 5.0)
 
 #: The product of the evidence factors is raised to this power (see :func:`reading_confidence`).
 CONFIDENCE_EXPONENT = 2.0
+#: The factor of a label that the two readers (PP-OCR, the label reader) read as different values.
+_DISPUTED = 0.6
 
 
 def is_round_value(value: float) -> bool:
@@ -198,6 +215,7 @@ def reading_confidence(
     number_cut: bool = False,
     bar_by_shape: bool = True,
     disputed: bool = False,
+    by_label_reader: bool = False,
 ) -> tuple[float, dict[str, float]]:
     """Combine the evidence on one reading into a confidence in [0, 1].
 
@@ -231,8 +249,15 @@ def reading_confidence(
         search), whatever voted for it; False when it was only measured inside
         a detected bar box.
     disputed : bool
-        The label was read by the project's label reader and PP-OCR read the
-        same box as another value: one of the two is wrong (factor 0.6).
+        The two readers (PP-OCR and the project's label reader) read the same
+        label box as different values: one of the two is wrong, and nothing
+        says which (factor 0.6, given to both readings).
+    by_label_reader : bool
+        The label was read by the project's label reader (factor 0.85): trained
+        on the generator's fonts only, it reads real labels less precisely than
+        PP-OCR (on the 73 hand-checked EMPS label boxes, 63 right and 6 wrong
+        against PP-OCR's 69 and 1; ``benchmarks/label_reader.py --real``).  A
+        tiny real "100 µm" read "1µm" beside a detected bar had 0.64 without it.
 
     A weak detector vote is no worse than none: a label read in a detected
     box counts at least as much as one found by PP-OCR's text detector alone,
@@ -273,7 +298,8 @@ def reading_confidence(
     f["plausible_size"] = 1.0 if lo <= nm_per_px <= hi else 0.05
     f["bar_clean"] = 0.85 ** int(bar_notes)
     f["number_complete"] = 0.4 if number_cut else 1.0
-    f["readers_agree"] = 0.6 if disputed else 1.0
+    f["readers_agree"] = _DISPUTED if disputed else 1.0
+    f["reader"] = 0.85 if by_label_reader else 1.0
     conf = 1.0
     for v in f.values():
         conf *= v
@@ -608,7 +634,11 @@ def _placement_cost(box, text_box) -> tuple[float, float] | None:
             # centred within 2 label widths, or anywhere over a long bar (a label at its end)
             if abs(offset) > max(_MAX_OFFSET_TW, 0.5 * bw / tw) or not (_LENGTH_TW[0] <= bw / tw <= _LENGTH_TW[1]):
                 return None
-            return gap + 0.5 * abs(offset) + 2.0 * max(0.0, 0.5 - bw / tw), gap
+            # what costs is how far the label's centre is from the bar's extent: a label over
+            # the end of a long bar is placed as well as one over its middle (a particle
+            # centred under a label at the end of a thin 182-px line, synthetic 100,000,189)
+            beyond = max(0.0, box[0] - (x0 + x1) / 2, (x0 + x1) / 2 - box[2]) / tw
+            return gap + 0.5 * beyond + 2.0 * max(0.0, 0.5 - bw / tw), gap
         if box[3] < y0 or box[1] > y1 or bw < 0.5 * th:  # beside: on its rows
             return None
         if min(box[2], x1) - max(box[0], x0) >= 0.5 * bw:
@@ -932,6 +962,37 @@ def _votes_for(det_box, m: BarMeasurement) -> bool:
     return _covered(det_box, m.bbox) >= 0.5 and abs((det_box[ax[1]] - det_box[ax[0]]) - length) <= 0.1 * length
 
 
+def _pieces_vote(det_boxes, m: BarMeasurement) -> list[int]:
+    """The detected bar boxes that together are the detector's vote for a measured bar
+    none of them votes for alone (:func:`_votes_for`): their indices, or [] when they
+    are no vote.
+
+    The detector boxes a long thin bar in pieces, or cut short, and the bar's measured
+    box may be tall (the rows of a thin line and the label's glyphs under it, synthetic
+    100,000,189).  Boxes on the bar's rows (columns for a vertical bar), lying along it
+    (90 % of each within its length), vote when together they cover 60 % of its
+    length (a box over half of a 271-px outline box around a bar and its label is none,
+    synthetic 110,000,145).
+    """
+    ax, ac = ((0, 2), (1, 3)) if m.orientation == "h" else ((1, 3), (0, 2))
+    a0, a1 = m.bbox[ax[0]], m.bbox[ax[1]]
+    if a1 <= a0:
+        return []
+    pieces, spans = [], []
+    for i, box in enumerate(det_boxes):
+        d0, d1 = box[ax[0]], box[ax[1]]
+        across = min(m.bbox[ac[1]], box[ac[1]]) - max(m.bbox[ac[0]], box[ac[0]])
+        inside = min(a1, d1) - max(a0, d0)
+        if across > 0 and d1 > d0 and inside >= 0.9 * (d1 - d0):
+            pieces.append(i)
+            spans.append((max(a0, d0), min(a1, d1)))
+    covered, end = 0.0, a0
+    for s0, s1 in sorted(spans):
+        covered += max(0.0, s1 - max(s0, end))
+        end = max(end, s1)
+    return pieces if covered >= 0.6 * (a1 - a0) else []
+
+
 def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_search,
                read_by: str = "pp-ocr", disputed: bool = False) -> ScalebarReading | None:
     """Pair a read label with its bar and build the reading (None when no bar is found).
@@ -946,7 +1007,8 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
     # covering one of them is the detector's vote for it
     options = []
     for cost, m, gap in _bar_candidates_any_text(image, text_box):
-        support = [d.score for d in bars if _votes_for(d.box, m)]
+        support = [d.score for d in bars if _votes_for(d.box, m)] or \
+            [bars[i].score for i in _pieces_vote([d.box for d in bars], m)]
         # a scale bar is drawn at an extreme grey level: an object of low contrast (the dark
         # gap between the lines of a white double bar, synthetic 60,000,077) is a poorer choice
         faint = 0.5 if "low contrast" in m.notes else 0.0
@@ -985,6 +1047,7 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
         unit_log_margin=unit_margin, round_value=is_round_value(label.value),
         nm_per_px=nm, bar_notes=len(m.notes), via_text_search=via_text_search,
         number_cut=_number_cut(sr.hit.text), bar_by_shape=by_shape, disputed=disputed,
+        by_label_reader=read_by == "label-reader",
     )
     checks = {
         "factors": factors,
@@ -1004,6 +1067,14 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
         bar_bbox=tuple(int(v) for v in m.bbox), text_bbox=tuple(int(round(v)) for v in text_box),
         confidence=conf, checks=checks, notes=list(label.corrections) + list(m.notes),
     )
+
+
+def _disputed(reading: ScalebarReading) -> ScalebarReading:
+    """`reading` with its ``readers_agree`` factor set to that of a disputed label
+    (:func:`reading_confidence`) and its confidence recomputed from its factors."""
+    factors = {**reading.checks["factors"], "readers_agree": _DISPUTED}
+    conf = float(min(1.0, max(0.0, math.prod(factors.values()) ** CONFIDENCE_EXPONENT)))
+    return replace(reading, confidence=conf, checks={**reading.checks, "factors": factors})
 
 
 def _ends_before(bar_box, text_box) -> bool:
@@ -1199,6 +1270,82 @@ def _read_with_label_reader(image: np.ndarray, box, reader) -> tuple[ScaleRead |
     return _unscored_read(label, TextHit(text, score, text_box)), text_box
 
 
+#: Glyph heights (px) of the labels looked for beside a bar by the last step, and the
+#: distances from the bar (in glyph heights) they are looked for at.
+_BESIDE_BAR_TH = (8, 10, 12, 15, 18, 22, 27, 33)
+_BESIDE_BAR_GAPS = (0.15, 0.5)
+#: At most this many bars (detected ones first, then bar-like lines) are read beside.
+_BESIDE_BAR_MAX_BARS = 4
+
+
+def _label_boxes_beside_bar(bar_box, shape) -> list[tuple[float, float, float, float]]:
+    """Boxes where a label may sit above or below a horizontal bar.
+
+    For each glyph height ``th`` of :data:`_BESIDE_BAR_TH` up to 0.6 of the bar's
+    length: boxes 1.4 ``th`` tall at :data:`_BESIDE_BAR_GAPS` above and below the
+    bar, wide enough for a label of 2.5-5 ``th`` (at most the bar's length and a
+    fifth), centred on the bar or starting at either of its ends.  Clipped to
+    `shape`; boxes left under 2 ``th`` wide or 0.8 ``th`` tall are dropped.
+
+    Parameters
+    ----------
+    bar_box : (x0, y0, x1, y1)
+        The measured bar's box, image pixels.
+    shape : (M, N)
+        The image's shape.
+    """
+    bx0, by0, bx1, by1 = (float(v) for v in bar_box)
+    length, cx = bx1 - bx0, (bx0 + bx1) / 2
+    out = []
+    for th in _BESIDE_BAR_TH:
+        if th > 0.6 * length:
+            break
+        w = min(5.0 * th, max(2.5 * th, 1.2 * length))
+        for gap in _BESIDE_BAR_GAPS:
+            for y0, y1 in ((by0 - (gap + 1.4) * th, by0 - gap * th), (by1 + gap * th, by1 + (gap + 1.4) * th)):
+                for x0 in (cx - w / 2, bx0 - 0.3 * th, bx1 + 0.3 * th - w):
+                    box = _clip_box(x0, y0, x0 + w, y1, shape)
+                    if box[2] - box[0] >= 2 * th and box[3] - box[1] >= 0.8 * th:
+                        out.append(box)
+    return out
+
+
+def _read_beside_bar(image: np.ndarray, m: BarMeasurement, reader) -> tuple[ScaleRead | None, tuple | None]:
+    """The project's label reader on the boxes where a label may sit beside a measured bar
+    (:func:`_label_boxes_beside_bar`; for a vertical bar on the transposed geometry, the
+    boxes read turned both ways): the reading that parses as a scale label with the
+    reader's highest score, and its glyph box, or (None, None).
+
+    For labels that neither the detector nor PP-OCR's text detector finds (faint glyphs on
+    a ground of nearly their grey level, a noisy micrograph) beside a bar that stands out."""
+    vertical = m.orientation == "v"
+    if vertical:
+        boxes = [_transposed_box(b) for b in _label_boxes_beside_bar(_transposed_box(m.bbox), image.shape[::-1])]
+    else:
+        boxes = _label_boxes_beside_bar(m.bbox, image.shape)
+    views, owners = [], []
+    for i, box in enumerate(boxes):
+        xa, ya, xb, yb = (int(round(v)) for v in box)
+        crop = image[ya:yb, xa:xb]
+        if min(crop.shape) < 4:
+            continue
+        for v in ([np.rot90(crop, -1), np.rot90(crop, 1)] if vertical else [crop]):
+            views.append(np.ascontiguousarray(v))
+            owners.append(i)
+    best = None
+    for i, (text, score) in zip(owners, reader.read_batch(views) if views else []):
+        label = parse_scale_label(text)
+        if label is not None and (best is None or score > best[0]):
+            best = (score, label, text, i)
+    if best is None:
+        return None, None
+    score, label, text, i = best
+    xa, ya, xb, yb = (int(round(v)) for v in boxes[i])
+    text_box = (float(xa), float(ya), float(xb), float(yb)) if vertical else \
+        tuple(float(v) for v in _trim(to_uint8(image[ya:yb, xa:xb]), xa, ya, xb, yb))
+    return _unscored_read(label, TextHit(text, score, text_box)), text_box
+
+
 def read_scalebar(
     image,
     *,
@@ -1207,6 +1354,7 @@ def read_scalebar(
     threads: int | None = 1,
     max_labels: int = 3,
     text_search: bool = True,
+    zoom: bool = True,
     label_reader=None,
     use_label_reader: bool = True,
 ) -> ScalebarReading | None:
@@ -1229,6 +1377,10 @@ def read_scalebar(
         When no detected label can be read, let PP-OCR's text detector look
         along the bottom and top of the image for a line that parses as a
         scale label, then around bar-like lines found without the detector.
+    zoom : bool
+        When nothing was read with confidence 0.5 or more, run the detector
+        again on four overlapping corner windows (each 0.6 of the image's
+        sides, enlarged to its input) and read its new label and bar boxes.
     label_reader : LabelReader, optional
         A loaded label reader; default
         :func:`~micrometry.calibrate.scalebar.label_reader.load_label_reader`.
@@ -1260,6 +1412,7 @@ def read_scalebar(
     unconfirmed: list[tuple] = []  # (ScaleRead, text box) of lines only the text detector read
     # (box, image or view) of short lines PP-OCR found but read as no scale label ("SONM"): step 10
     unparsed: list[tuple] = []
+    bar_lines = None  # find_bar_lines(arr), once step 4 has run
 
     def consider(sr, text_box, label_score, via_text_search, read_by="pp-ocr", disputed=False) -> bool:
         """Pair a read label with a bar; True when a reading came out of it."""
@@ -1323,9 +1476,9 @@ def read_scalebar(
         score = max((d.score for d in labels if _iou(d.box, text_box) >= 0.3), default=None)
         return consider(sr, text_box, 0.0 if score is None else score, via_text_search=score is None)
 
-    # 1. each detected label: PP-OCR's text detector in a window around it finds the whole line
-    #    (the detector's boxes are often cut or shifted); the box itself is read when it finds none
-    for d in labels:
+    def read_detected_label(d) -> None:
+        """PP-OCR's text detector in a window around a detected label box finds the whole line
+        (the detector's boxes are often cut or shifted); the box itself is read when it finds none."""
         if _is_vertical_text(d.box):  # the window turned with the text, read turned
             window = _transposed_box(_label_window(_transposed_box(d.box), arr.shape[::-1]))
             n_read = read_lines(window, upscale=_upscale_for(d.box[2] - d.box[0]), turned=True)
@@ -1335,6 +1488,10 @@ def read_scalebar(
             sr, text_box = _read_label(arr, d.box, threads, detect=False)
             if sr is not None and consider(sr, text_box, d.score, via_text_search=False):
                 done.append(text_box)
+
+    # 1. each detected label
+    for d in labels:
+        read_detected_label(d)
         if best is not None and best.confidence >= 0.8:
             return best
     searched: list[tuple] = []  # windows around bars already read
@@ -1372,7 +1529,8 @@ def read_scalebar(
     # 4. still nothing: bar-like lines that the detector missed (a thin vertical bar beside the
     #    image's middle, a dark bar on a dark noisy image), their labels looked for around them
     if best is None and text_search:
-        for line in find_bar_lines(arr):
+        bar_lines = find_bar_lines(arr)
+        for line in bar_lines:
             read_around_bar(line.box)
             if best is not None:
                 break
@@ -1390,7 +1548,25 @@ def read_scalebar(
         if best is None:  # lines only the text detector read in a view
             for sr, text_box in unconfirmed[n_unconfirmed:]:
                 consider_line(sr, text_box)
-    # 7. (step 10 of the module's list) nothing read, or nothing trusted: label boxes read by the
+    # 7. (step 10 of the module's list) nothing read, or nothing trusted: the detector again, on
+    #    four corner windows enlarged to its input (a small label on a large image shrinks to a
+    #    few pixels in the whole image's view); its new label boxes are read as in step 1, and,
+    #    when still nothing is read, labels are looked for around its new bars as in step 2
+    if zoom and (best is None or best.confidence < 0.5):
+        zoomed = det.detect_zoomed(arr)
+        new_labels = [d for d in zoomed if d.cls == "label"
+                      and not any(_iou(d.box, o.box) > 0.5 for o in labels)][:max_labels]
+        new_bars = [d for d in zoomed if d.cls == "bar" and not any(_iou(d.box, o.box) > 0.5 for o in bars)][:3]
+        labels.extend(new_labels)
+        bars.extend(new_bars)  # votes for the bars paired from here on
+        for d in new_labels:
+            read_detected_label(d)
+        if best is None:
+            for d in new_bars:
+                if best is not None and _gap(best.bar_bbox, d.box) == 0:
+                    continue
+                read_around_bar(d.box)
+    # 8. (step 11 of the module's list) still nothing trusted: label boxes read by the
     #    project's own label reader, trained on the generator's labels (small, blurred or faint
     #    glyphs that PP-OCR misreads or does not read: "1 µm" at 10 px after JPEG); the most
     #    trusted reading wins
@@ -1399,8 +1575,8 @@ def read_scalebar(
 
         reader = label_reader if label_reader is not None else load_label_reader()
         pp_ocr = best
-        # the detected label boxes, then short lines PP-OCR's text detector found where the
-        # detector found no label and read as something else ("SONM" of "50NM")
+        # the detected label boxes (the zoomed step's too), then short lines PP-OCR's text
+        # detector found where the detector found no label and read as something else ("SONM")
         boxes = [(d.box, arr, d.score, False) for d in labels]
         for box, src in unparsed:
             if not any(_iou(box, b[0]) > 0.5 for b in boxes):
@@ -1412,6 +1588,30 @@ def read_scalebar(
                 # one of the two readers is wrong, and nothing says which
                 disputed = (pp_ocr is not None and _iou(pp_ocr.text_bbox, text_box) > 0.3
                             and not math.isclose(pp_ocr.value_nm, sr.label.value_nm, rel_tol=1e-6))
+                if disputed and best is pp_ocr and pp_ocr.checks["factors"]["readers_agree"] == 1.0:
+                    # a dispute weighs on both readings: PP-OCR's is trusted less too (its
+                    # "120nm" of a "20 nm" beside a bar's end tick against the reader's "20 nm")
+                    best = pp_ocr = _disputed(pp_ocr)
                 consider(sr, text_box, score, via_text_search=via_text_search, read_by="label-reader",
                          disputed=disputed)
+    # 9. (step 12 of the module's list) still nothing read: the label reader on the places
+    #    beside each bar (detected, or a bar-like line) where a label sits, for a label that
+    #    no text detector finds (faint glyphs on a ground of nearly their grey level)
+    if use_label_reader and best is None:
+        from micrometry.calibrate.scalebar.label_reader import load_label_reader
+
+        reader = label_reader if label_reader is not None else load_label_reader()
+        if bar_lines is None:
+            bar_lines = find_bar_lines(arr) if text_search else []
+        measured: list[tuple] = []
+        for box in [d.box for d in bars] + [line.box for line in bar_lines]:
+            if len(measured) == _BESIDE_BAR_MAX_BARS:
+                break
+            m = _measure(arr, _pad_box(box, 2, arr.shape))
+            if m is None or any(_iou(m.bbox, b) > 0.7 for b in measured):
+                continue
+            measured.append(m.bbox)
+            sr, text_box = _read_beside_bar(arr, m, reader)
+            if sr is not None:
+                consider(sr, text_box, 0.0, via_text_search=True, read_by="label-reader")
     return best

@@ -137,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--min-confidence", type=float, default=0.5)
     p.add_argument("--no-label-reader", action="store_true",
                    help="leave out the last step (the project's label reader), to measure what it adds")
+    p.add_argument("--no-zoom", action="store_true",
+                   help="leave out the detector's second pass on enlarged corner windows")
     p.add_argument("--csv", help="write one row per image here")
     args = p.parse_args(argv)
 
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
 
         options = {"label_reader": load_label_reader()}
         reader_sha = options["label_reader"].sha256[:12]
-    read = functools.partial(read_scalebar, detector=det, threads=args.threads, **options)
+    read = functools.partial(read_scalebar, detector=det, threads=args.threads, zoom=not args.no_zoom, **options)
 
     sets = []
     if args.real:
@@ -172,7 +174,8 @@ def main(argv=None) -> int:
     if not sets:
         p.error("choose --real and/or --synthetic N")
 
-    print(f"detector {det.meta.get('weights_sha256', '')[:12]}, label reader {reader_sha}, threads {args.threads}, "
+    print(f"detector {det.meta.get('weights_sha256', '')[:12]}{' (no zoom)' if args.no_zoom else ''}, "
+          f"label reader {reader_sha}, threads {args.threads}, "
           f"min confidence {args.min_confidence}\n")
     print("| set | with bar | label exact | nm/px within 2 % | used & right (conf ≥ 0.5) | wrong but confident "
           "| no bar | invented (conf ≥ 0.5) | any reading on no-bar | median s | p90 s |")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["filled_band", "grey", "longest_row_runs", "only_at_ends", "to_uint8"]
+__all__ = ["box_iou", "filled_band", "grey", "longest_row_runs", "only_at_ends", "to_uint8"]
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -89,3 +89,10 @@ def only_at_ends(flags: np.ndarray) -> bool:
     n = len(flags)
     q = int(np.ceil(0.25 * n))
     return not np.asarray(flags, dtype=bool)[q : n - q].any()
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 when either is empty)."""
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1]) + max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

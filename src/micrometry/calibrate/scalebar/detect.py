@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from micrometry.calibrate.scalebar._image import box_iou, to_uint8
 from micrometry.calibrate.scalebar._image import grey as grey_image
-from micrometry.calibrate.scalebar._image import to_uint8
 from micrometry.io.readers import sha256_file
 
 __all__ = [
@@ -214,7 +214,6 @@ class ScalebarDetector:
         dets.sort(key=lambda d: -d.score)
         return dets
 
-
     def detect_zoomed(
         self,
         image,
@@ -261,18 +260,9 @@ class ScalebarDetector:
         found.sort(key=lambda d: -d.score)
         kept: list[Detection] = []
         for d in found:  # greedy per-class suppression across the windows' overlaps
-            if not any(k.cls == d.cls and _box_iou(k.box, d.box) > iou for k in kept):
+            if not any(k.cls == d.cls and box_iou(k.box, d.box) > iou for k in kept):
                 kept.append(d)
         return kept[:max_det]
-
-
-def _box_iou(a, b) -> float:
-    """IoU of two ``(x0, y0, x1, y1)`` boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def build_detection_model(yaml_path: str | os.PathLike, nc: int = len(CLASSES)):

@@ -96,6 +96,7 @@ from typing import Any
 
 import numpy as np
 
+from micrometry.calibrate.scalebar._image import box_iou as _iou
 from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_runs, only_at_ends, to_uint8
 from micrometry.calibrate.scalebar.lines import find_bar_lines
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
@@ -300,11 +301,12 @@ def reading_confidence(
     f["number_complete"] = 0.4 if number_cut else 1.0
     f["readers_agree"] = _DISPUTED if disputed else 1.0
     f["reader"] = 0.85 if by_label_reader else 1.0
-    conf = 1.0
-    for v in f.values():
-        conf *= v
-    conf = conf ** CONFIDENCE_EXPONENT
-    return float(min(1.0, max(0.0, conf))), {k: round(v, 4) for k, v in f.items()}
+    return _confidence_of(f), {k: round(v, 4) for k, v in f.items()}
+
+
+def _confidence_of(factors: dict[str, float]) -> float:
+    """The product of the evidence factors raised to :data:`CONFIDENCE_EXPONENT`, in [0, 1]."""
+    return float(min(1.0, max(0.0, math.prod(factors.values()) ** CONFIDENCE_EXPONENT)))
 
 
 def _intersection(a, b) -> tuple[float, float, float, float]:
@@ -319,13 +321,6 @@ def _area(box) -> float:
 def _covered(inner, outer) -> float:
     """Fraction of box `inner`'s area inside box `outer` (both (x0, y0, x1, y1))."""
     return _area(_intersection(inner, outer)) / max(1e-9, _area(inner))
-
-
-def _iou(a, b) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    inter = _area(_intersection(a, b))
-    union = _area(a) + _area(b) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _clip_box(x0, y0, x1, y1, shape) -> tuple[float, float, float, float]:
@@ -1073,8 +1068,7 @@ def _disputed(reading: ScalebarReading) -> ScalebarReading:
     """`reading` with its ``readers_agree`` factor set to that of a disputed label
     (:func:`reading_confidence`) and its confidence recomputed from its factors."""
     factors = {**reading.checks["factors"], "readers_agree": _DISPUTED}
-    conf = float(min(1.0, max(0.0, math.prod(factors.values()) ** CONFIDENCE_EXPONENT)))
-    return replace(reading, confidence=conf, checks={**reading.checks, "factors": factors})
+    return replace(reading, confidence=_confidence_of(factors), checks={**reading.checks, "factors": factors})
 
 
 def _ends_before(bar_box, text_box) -> bool:
@@ -1239,6 +1233,35 @@ def _turned_lines(image: np.ndarray, window, *, upscale, threads) -> list:
     return found
 
 
+def _best_label_reading(image: np.ndarray, boxes, vertical: bool, reader) -> tuple[ScaleRead | None, tuple | None]:
+    """The project's label reader on boxes of an image, in one batch (a box of vertical text
+    read turned both ways): the reading that parses as a scale label with the reader's
+    highest score and its text box in image pixels (the glyphs of its crop,
+    :func:`~micrometry.calibrate.scalebar.ocr._trim`; the whole box for vertical text), or
+    (None, None)."""
+    views, owners = [], []
+    for i, box in enumerate(boxes):
+        xa, ya, xb, yb = (int(round(v)) for v in box)
+        crop = image[ya:yb, xa:xb]
+        if min(crop.shape) < 4:
+            continue
+        for v in ([np.rot90(crop, -1), np.rot90(crop, 1)] if vertical else [crop]):
+            views.append(np.ascontiguousarray(v))
+            owners.append(i)
+    best = None
+    for i, (text, score) in zip(owners, reader.read_batch(views) if views else []):
+        label = parse_scale_label(text)
+        if label is not None and (best is None or score > best[0]):
+            best = (score, label, text, i)
+    if best is None:
+        return None, None
+    score, label, text, i = best
+    xa, ya, xb, yb = (int(round(v)) for v in boxes[i])
+    text_box = (float(xa), float(ya), float(xb), float(yb)) if vertical else \
+        tuple(float(v) for v in _trim(to_uint8(image[ya:yb, xa:xb]), xa, ya, xb, yb))
+    return _unscored_read(label, TextHit(text, score, text_box)), text_box
+
+
 def _read_with_label_reader(image: np.ndarray, box, reader) -> tuple[ScaleRead | None, tuple]:
     """The project's label reader (:mod:`~micrometry.calibrate.scalebar.label_reader`) on a
     label box (the detector's, or a line's of PP-OCR's text detector): widened by half a glyph
@@ -1250,24 +1273,9 @@ def _read_with_label_reader(image: np.ndarray, box, reader) -> tuple[ScaleRead |
     th = (box[2] - box[0]) if vertical else (box[3] - box[1])
     along, across = 0.5 * th, 0.2 * th
     dx, dy = (across, along) if vertical else (along, across)
-    xa, ya, xb, yb = (int(round(v)) for v in _clip_box(box[0] - dx, box[1] - dy, box[2] + dx, box[3] + dy, image.shape))
-    if xb - xa < 4 or yb - ya < 4:
-        return None, tuple(box)
-    crop = image[ya:yb, xa:xb]
-    views = [np.rot90(crop, -1), np.rot90(crop, 1)] if vertical else [crop]
-    best: tuple[float, ScaleLabel, str] | None = None
-    for text, score in reader.read_batch([np.ascontiguousarray(v) for v in views]):
-        label = parse_scale_label(text)
-        if label is not None and (best is None or score > best[0]):
-            best = (score, label, text)
-    if best is None:
-        return None, tuple(box)
-    if vertical:
-        text_box = (float(xa), float(ya), float(xb), float(yb))
-    else:
-        text_box = tuple(float(v) for v in _trim(to_uint8(crop), xa, ya, xb, yb))
-    score, label, text = best
-    return _unscored_read(label, TextHit(text, score, text_box)), text_box
+    widened = tuple(int(round(v)) for v in _clip_box(box[0] - dx, box[1] - dy, box[2] + dx, box[3] + dy, image.shape))
+    sr, text_box = _best_label_reading(image, [widened], vertical, reader)
+    return (sr, text_box) if sr is not None else (None, tuple(box))
 
 
 #: Glyph heights (px) of the labels looked for beside a bar by the last step, and the
@@ -1323,27 +1331,7 @@ def _read_beside_bar(image: np.ndarray, m: BarMeasurement, reader) -> tuple[Scal
         boxes = [_transposed_box(b) for b in _label_boxes_beside_bar(_transposed_box(m.bbox), image.shape[::-1])]
     else:
         boxes = _label_boxes_beside_bar(m.bbox, image.shape)
-    views, owners = [], []
-    for i, box in enumerate(boxes):
-        xa, ya, xb, yb = (int(round(v)) for v in box)
-        crop = image[ya:yb, xa:xb]
-        if min(crop.shape) < 4:
-            continue
-        for v in ([np.rot90(crop, -1), np.rot90(crop, 1)] if vertical else [crop]):
-            views.append(np.ascontiguousarray(v))
-            owners.append(i)
-    best = None
-    for i, (text, score) in zip(owners, reader.read_batch(views) if views else []):
-        label = parse_scale_label(text)
-        if label is not None and (best is None or score > best[0]):
-            best = (score, label, text, i)
-    if best is None:
-        return None, None
-    score, label, text, i = best
-    xa, ya, xb, yb = (int(round(v)) for v in boxes[i])
-    text_box = (float(xa), float(ya), float(xb), float(yb)) if vertical else \
-        tuple(float(v) for v in _trim(to_uint8(image[ya:yb, xa:xb]), xa, ya, xb, yb))
-    return _unscored_read(label, TextHit(text, score, text_box)), text_box
+    return _best_label_reading(image, boxes, vertical, reader)
 
 
 def read_scalebar(
@@ -1512,14 +1500,20 @@ def read_scalebar(
         if not read_lines(near, upscale=2.0) and vertical:
             read_lines(near, upscale=2.0, turned=True)
 
-    # 2. no label read next to a bar: look for the label around each detected bar
-    if best is None:
-        for d in bars[:3]:
-            if best is not None and _gap(best.bar_bbox, d.box) == 0:
+    def read_around_bars(boxes) -> bool:
+        """The label looked for around each bar box that is not the best reading's bar;
+        True once a reading has confidence 0.8."""
+        for box in boxes:
+            if best is not None and _gap(best.bar_bbox, box) == 0:
                 continue
-            read_around_bar(d.box)
+            read_around_bar(box)
             if best is not None and best.confidence >= 0.8:
-                return best
+                return True
+        return False
+
+    # 2. no label read next to a bar: look for the label around each detected bar
+    if best is None and read_around_bars([d.box for d in bars[:3]]):
+        return best
     # 3. still nothing: scale bars sit along the bottom or top edge in nearly every micrograph;
     #    reading those bands only keeps PP-OCR's text detector (the slow part) off most of the image
     if best is None and text_search:
@@ -1562,18 +1556,17 @@ def read_scalebar(
         for d in new_labels:
             read_detected_label(d)
         if best is None:
-            for d in new_bars:
-                if best is not None and _gap(best.bar_bbox, d.box) == 0:
-                    continue
-                read_around_bar(d.box)
+            read_around_bars([d.box for d in new_bars])
     # 8. (step 11 of the module's list) still nothing trusted: label boxes read by the
     #    project's own label reader, trained on the generator's labels (small, blurred or faint
     #    glyphs that PP-OCR misreads or does not read: "1 µm" at 10 px after JPEG); the most
     #    trusted reading wins
-    if use_label_reader and (best is None or best.confidence < 0.5) and (labels or unparsed):
+    reader = None
+    if use_label_reader and (best is None or best.confidence < 0.5):
         from micrometry.calibrate.scalebar.label_reader import load_label_reader
 
         reader = label_reader if label_reader is not None else load_label_reader()
+    if reader is not None and (labels or unparsed):
         pp_ocr = best
         # the detected label boxes (the zoomed step's too), then short lines PP-OCR's text
         # detector found where the detector found no label and read as something else ("SONM")
@@ -1597,10 +1590,7 @@ def read_scalebar(
     # 9. (step 12 of the module's list) still nothing read: the label reader on the places
     #    beside each bar (detected, or a bar-like line) where a label sits, for a label that
     #    no text detector finds (faint glyphs on a ground of nearly their grey level)
-    if use_label_reader and best is None:
-        from micrometry.calibrate.scalebar.label_reader import load_label_reader
-
-        reader = label_reader if label_reader is not None else load_label_reader()
+    if reader is not None and best is None:
         if bar_lines is None:
             bar_lines = find_bar_lines(arr) if text_search else []
         measured: list[tuple] = []

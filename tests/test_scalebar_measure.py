@@ -275,3 +275,14 @@ def test_thin_bar_between_a_box_outline_and_its_label():
     img[16:24, 15:55] = np.where(np.arange(40) % 3 == 0, 1.0, 0.3)  # the label's glyph strokes
     m = measure_bar(to_uint8(img), (14, 10, 56, 16), polarity="bright")
     assert abs(m.length_px - 38.0) <= 0.5 and m.bbox[1] == 12, m
+
+
+def test_a_box_over_the_first_third_of_a_long_bar_is_followed_to_its_far_end():
+    """The box is grown along a bar that runs into its end, twice as far each time
+    (8, 16, 32 px): a box over the first 20 px of a 70-px bar reaches its far end, which
+    two growths of 8 px did not."""
+    img = np.full((60, 200), 30, np.uint8)
+    img[30:34, 40:110] = 220
+    m = measure_bar(img, (36, 27, 60, 37))
+    assert m.length_px == pytest.approx(70.0, abs=0.2), m
+    assert "touches box edge" not in m.notes

@@ -834,3 +834,102 @@ def test_a_dispute_between_the_readers_weighs_on_both_readings():
     assert r.checks["factors"]["readers_agree"] == _DISPUTED and r.confidence < 0.5
     assert (r.value, r.unit) == (20.0, "nm")
     assert abs(r.nm_per_px / (20 / 168) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
+
+
+def test_frame_band_is_a_thin_closed_ring_only():
+    """A 2-px rectangular ring is a frame (its pixels come back, a bar touching it inside
+    left out); a filled box, a ring open on one side and a thick ring are not."""
+    from micrometry.calibrate.scalebar.read import _frame_band
+
+    ring = np.zeros((30, 100), bool)
+    ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = True, True, True, True
+    inside = ring.copy()
+    inside[10:13, 5:95] = True  # a bar inside, joined to the ring by a bridge
+    inside[10:13, 2:5] = True
+    band = _frame_band(inside)
+    assert band is not None and band.sum() == ring.sum() and not band[10:13, 5:95].any()
+    assert _frame_band(np.ones((30, 100), bool)) is None
+    open_ring = ring.copy()
+    open_ring[2:-2, -2:] = False
+    assert _frame_band(open_ring) is None
+    thick = np.ones((30, 100), bool)
+    thick[8:-8, 8:-8] = False
+    assert _frame_band(thick) is None
+
+
+def test_a_frame_around_the_bar_and_its_label_is_painted_over():
+    """Synthetic 140,000,014: a black vertical double line (128 px) and "1 µm" beside it in
+    a 1-px black outline box (142 px tall), whose right side the label's (detected) box
+    takes in.  The box's frame was taken for a ticked bar 142 px long; painted over, the
+    double line is the bar."""
+    from micrometry.calibrate.scalebar.read import _bar_candidates_any_text
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(140_000_014)
+    truth = info["scalebar"]
+    assert (truth["bar_px"], truth["box_style"]) == (128.0, "outline")
+    cands = _bar_candidates_any_text(np.asarray(img, dtype=float), (27.0, 77.0, 88.0, 100.0))
+    assert cands and abs(cands[0][1].length_px / 128 - 1) <= 0.02, [(c, m.bbox) for c, m, _ in cands]
+
+
+def test_the_gap_between_a_dark_bar_and_its_boxs_frame_is_no_light_outline():
+    """Synthetic 150,000,094: a dark 58-px line 4-6 px inside the dark frame of an outline
+    box, the box light inside.  The light gap at each end, with the frame beyond it, was
+    taken for the light outline of a hollow bar (66 px)."""
+    from micrometry.calibrate.scalebar.measure import measure_bar
+    from micrometry.calibrate.scalebar.read import _outlined
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(150_000_094)
+    arr = np.asarray(img, dtype=float)
+    assert info["scalebar"]["bar_px"] == 58.0
+    m = measure_bar(arr, (487, 377, 549, 384))
+    assert abs(m.length_px - 58) <= 1.0
+    assert _outlined(arr, m) is m
+
+
+def test_a_faint_thin_line_between_its_end_ticks_is_found_at_loose_levels():
+    """Synthetic 130,000,079: a 1-px black line blurred to 47 % of the contrast of its end
+    ticks, 171 px from tick to tick.  At the usual levels the line joins neither tick and
+    nothing bar-like is found (the detector's box, measured, gave the light band under the
+    line: 165 px); at the loose levels the ticked line is found and measured whole."""
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(130_000_079)
+    arr = np.asarray(img, dtype=float)
+    assert info["scalebar"]["bar_px"] == 171.0
+    text_box = (371.4, 58.4, 500.6, 83.6)
+    assert _bar_candidates(arr, text_box) == []
+    cands = _bar_candidates(arr, text_box, loose=True)
+    assert cands and abs(cands[0][1].length_px / 171 - 1) <= 0.02, [(c, m.bbox) for c, m, _ in cands]
+
+
+def test_a_vertical_bar_cut_just_above_the_labels_rows_is_beside_it():
+    """Synthetic 170,000,068: the label's rectangle, grown by a pixel to whole pixels, cut
+    the lower end of a thin vertical bar beside it; the piece left ends 1.8 px above the
+    label's rows and is still beside it.  Further up it is not."""
+    label = (14.38, 53.77, 66.41, 65.03)
+    assert _placement_cost((13, 13, 14, 52), label) is not None
+    assert _placement_cost((13, 13, 14, 50), label) is None
+
+
+def test_a_long_vertical_bar_beside_its_label_is_followed_past_the_search_window():
+    """Synthetic 150,000,155: a black 1-px line 156 px (11 label heights) tall in a white box,
+    "1µm" beside its lower end.  The search window cut it; it is followed up the image."""
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(150_000_155)
+    assert info["scalebar"]["bar_px"] == 156.0
+    cands = _bar_candidates(np.asarray(img, dtype=float), (350.0, 153.0, 387.0, 167.0))
+    assert cands and abs(cands[0][1].length_px - 156) <= 1.0, [(c, m.bbox) for c, m, _ in cands]
+
+
+def test_a_vertical_bar_the_labels_rectangle_cuts_in_two_is_measured_across_it():
+    """A white 4 x 100 px vertical bar beside "2 µm", the label's box wider than its glyphs
+    and over the bar's columns: masking the box cuts the bar in two; each piece is
+    followed across the box to the other."""
+    img = np.full((260, 300), 60, np.uint8)
+    img[50:150, 150:154] = 255
+    box = _paste_text(img, "2 µm", 90, 92, 255, 60, size=18)
+    cands = _bar_candidates(img, (box[0] - 3.0, box[1] - 2.0, 157.0, box[3] + 2.0))
+    assert cands and cands[0][1].bbox == (150, 50, 154, 150) and cands[0][1].length_px == pytest.approx(100.0, abs=0.2)

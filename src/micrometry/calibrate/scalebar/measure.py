@@ -50,6 +50,7 @@ _OUT_WINDOW = 3  # columns outside the run that may hold partial coverage
 _SHARP_TOL = 0.1  # an end column this close to empty/full (relative coverage) is it
 _IN_WINDOW = 2  # columns inside the run that may be partial
 _OUTLINE_PX = 4  # a frame this close to a bar's ends is its outline
+_GROW_ATTEMPTS = 3  # times a box is grown along a bar that runs into its end
 
 
 class BarNotFoundError(ValueError):
@@ -202,14 +203,20 @@ def _components_of(mask: np.ndarray, polarity: str, h: int, w: int) -> list[_Can
 def _group_ruler(ticks: list[tuple[slice, slice, int]]) -> list[tuple[slice, slice, int]]:
     """The largest set (>= 4) of equally tall, equally spaced marks on the same rows."""
     best: list[tuple[slice, slice, int]] = []
+    if len(ticks) < 4:
+        return best
+    starts = np.array([t[0].start for t in ticks])
+    stops = np.array([t[0].stop for t in ticks])
+    seen: set[tuple[int, int]] = set()
     for seed in ticks:
         rows = seed[0]
-        group = [
-            t for t in ticks
-            if abs(t[0].start - rows.start) <= 2 and abs(t[0].stop - rows.stop) <= 2
-        ]
-        if len(group) < 4 or len(group) <= len(best):
+        if (rows.start, rows.stop) in seen:  # the same group again
             continue
+        seen.add((rows.start, rows.stop))
+        near = (np.abs(starts - rows.start) <= 2) & (np.abs(stops - rows.stop) <= 2)
+        if near.sum() < 4 or near.sum() <= len(best):
+            continue
+        group = [ticks[i] for i in np.flatnonzero(near)]
         group.sort(key=lambda t: t[1].start)
         centres = np.array([(t[1].start + t[1].stop) / 2 for t in group])
         gaps = np.diff(centres)
@@ -535,13 +542,14 @@ def measure_bar(
     xa, ya = max(xa - pad_px, 0), max(ya - pad_px, 0)
     xb, yb = min(xb + pad_px, w_img), min(yb + pad_px, h_img)
     forced = orientation
-    for attempt in range(3):
+    for attempt in range(_GROW_ATTEMPTS + 1):
         orient, cand, res = _measure_box(arr, (xa, ya, xb, yb), forced, box, polarity)
         forced = orient
-        if attempt == 2:
+        if attempt == _GROW_ATTEMPTS:
             break
-        # a bar that runs into the end of the box: look further along the axis
-        grow = max(8, pad_px)
+        # a bar that runs into the end of the box: look further along the axis, twice as
+        # far each time (8, 16, 32 px)
+        grow = max(8, pad_px) * 2**attempt
         if orient == "h":
             lo_open, hi_open = res["a"] <= 0 and xa > 0, res["b"] >= xb - xa and xb < w_img
             if not (lo_open or hi_open):

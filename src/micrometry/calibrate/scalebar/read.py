@@ -642,12 +642,115 @@ def _placement_cost(box, text_box) -> tuple[float, float] | None:
             return None
         return gap + 0.5, gap
     over_label = not (box[2] <= x0 or box[0] >= x1)
-    if bh < _MIN_V_BAR_TH * th or (not over_label and (box[3] < y0 or box[1] > y1)):
+    # beside the label: on its rows, or ending within two pixels of them (where the label's
+    # rectangle, grown by a pixel and to whole pixels, cut the bar, synthetic 170,000,068)
+    if bh < _MIN_V_BAR_TH * th or (not over_label and (box[3] < y0 - 2 or box[1] > y1 + 2)):
         return None
     return gap + 0.5, gap
 
 
-def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasurement, float]]:
+_FRAME_CLOSED = 0.8  # share of each side's length a frame's mask must cover
+_FRAME_MAX_HOLLOW_FILL = 0.3  # a frame's inside holds at most this share of its own pixels
+
+
+def _frame_band(component: np.ndarray) -> np.ndarray | None:
+    """The pixels of a thin closed rectangular frame: `component` (a mask cropped to its
+    box) when a line runs along each of the four sides of its box (within its 4 outer
+    rows: over `_FRAME_CLOSED` of the side's length away from the corners, in rows at
+    least half filled, a stray pixel outside it allowed), at most 4 px or a fifth of the
+    box's shorter side deep, with little of it inside (what touches it there, a bar or a
+    glyph, is kept out of the result); else None."""
+    h, w = component.shape
+    if min(h, w) < 8:
+        return None
+    depth = []
+    for side in (component, component[::-1], component.T, component.T[::-1]):  # top, bottom, left, right
+        n = side.shape[1]
+        outer = side[: min(4, side.shape[0] // 4), n // 10 : n - n // 10]  # rows from the border inwards
+        if outer.size == 0 or outer.any(axis=0).mean() < _FRAME_CLOSED:
+            return None
+        full = np.flatnonzero(outer.mean(axis=1) >= 0.5)
+        if full.size == 0:
+            return None
+        depth.append(int(full[-1]) + 1)
+    top, bottom, left, right = depth
+    if top + bottom >= h - 2 or left + right >= w - 2:
+        return None
+    if component[top : h - bottom, left : w - right].mean() > _FRAME_MAX_HOLLOW_FILL:
+        return None
+    zone = np.ones((h, w), bool)
+    zone[top : h - bottom, left : w - right] = False
+    return component & zone
+
+
+def _frame_window(mask: np.ndarray, label_box) -> tuple[slice, slice] | None:
+    """Where a frame around the label may be in `mask`: the rows and columns up to the
+    furthest lines that cross the label's span on each of its four sides (columns left
+    and right of its centre filled over 80 % of its rows, rows above and below filled
+    over 80 % of its columns), 2 px beyond; None when a side has no such line.  A cheap
+    test before the mask's components are labelled: most labels have no frame."""
+    h, w = mask.shape
+    x0, y0 = int(np.clip(np.floor(label_box[0]), 0, w - 1)), int(np.clip(np.floor(label_box[1]), 0, h - 1))
+    x1, y1 = int(np.clip(np.ceil(label_box[2]), x0 + 1, w)), int(np.clip(np.ceil(label_box[3]), y0 + 1, h))
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    left = np.flatnonzero(mask[y0:y1, :cx].mean(axis=0) >= _FRAME_CLOSED)
+    right = np.flatnonzero(mask[y0:y1, cx:].mean(axis=0) >= _FRAME_CLOSED)
+    top = np.flatnonzero(mask[:cy, x0:x1].mean(axis=1) >= _FRAME_CLOSED)
+    bottom = np.flatnonzero(mask[cy:, x0:x1].mean(axis=1) >= _FRAME_CLOSED)
+    if not (left.size and right.size and top.size and bottom.size):
+        return None
+    return (slice(max(int(top[0]) - 2, 0), min(cy + int(bottom[-1]) + 3, h)),
+            slice(max(int(left[0]) - 2, 0), min(cx + int(right[-1]) + 3, w)))
+
+
+def _without_frame(image: np.ndarray, crop_origin, masks, label_box) -> np.ndarray | None:
+    """`image` with a thin frame around the label painted over, or None when there is none.
+
+    A box drawn as an outline around a scale bar and its label has sides as long and
+    thin as bars, parallel to the bar and longer, a few pixels from its ends: taken for
+    the bar, or merged with it by blur, or measured as its "outline" (synthetic
+    140,000,014 and 150,000,094).  A frame is a component of one of `masks` (crops of the
+    image from `crop_origin` = (x, y)) whose box holds the label's centre (`label_box`,
+    image pixels) and that is a thin closed ring (:func:`_frame_band`), looked for only
+    where lines cross the label's span on all four sides (:func:`_frame_window`).  Its pixels, grown
+    by one for anti-aliasing, take the grey level of the nearest pixel outside them (the
+    box's inside on the inner half, the micrograph on the outer), in a copy of the image.
+    """
+    from scipy import ndimage as ndi
+
+    ox, oy = crop_origin
+    cx, cy = (label_box[0] + label_box[2]) / 2 - ox, (label_box[1] + label_box[3]) / 2 - oy
+    paint = None
+    for mask in masks:
+        window = _frame_window(mask, (label_box[0] - ox, label_box[1] - oy, label_box[2] - ox, label_box[3] - oy))
+        if window is None:
+            continue
+        labels, _ = ndi.label(mask[window], structure=np.ones((3, 3), bool))
+        wy, wx = window[0].start, window[1].start
+        for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+            if sl is None or not (sl[0].start < cy - wy < sl[0].stop and sl[1].start < cx - wx < sl[1].stop):
+                continue
+            band = _frame_band(labels[sl] == lab)
+            if band is None:
+                continue
+            if paint is None:
+                paint = np.zeros(mask.shape, bool)
+            sl = (slice(sl[0].start + wy, sl[0].stop + wy), slice(sl[1].start + wx, sl[1].stop + wx))
+            grown = (slice(max(sl[0].start - 1, 0), sl[0].stop + 1), slice(max(sl[1].start - 1, 0), sl[1].stop + 1))
+            full = np.zeros(mask.shape, bool)
+            full[sl] = band
+            paint[grown] |= ndi.binary_dilation(full[grown], structure=np.ones((3, 3), bool))
+    if paint is None or paint.all():
+        return None
+    out = np.array(image, copy=True)
+    region = out[oy : oy + paint.shape[0], ox : ox + paint.shape[1]]
+    _, (ri, ci) = ndi.distance_transform_edt(paint, return_indices=True)
+    region[paint] = region[ri[paint], ci[paint]]
+    return out
+
+
+def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
+                    loose: bool = False) -> list[tuple[float, BarMeasurement, float]]:
     """Bar-like objects placed around a label as scale bars are, measured; best first.
 
     Bar-like objects (long, thin, solid or ticked, not cut by the search
@@ -657,7 +760,11 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     where scale bars sit relative to their labels (gap at most 2.5 label
     heights, length 0.2-9 label widths, centred within 2 label widths or under the label for a
     bar above or below), and is measured with
-    :func:`~micrometry.calibrate.scalebar.measure.measure_bar`.
+    :func:`~micrometry.calibrate.scalebar.measure.measure_bar`.  With `frames`, a thin
+    frame around the label (:func:`_without_frame`) is painted over first, and the bars
+    are measured in the painted copy of the image.  With `loose`, the levels are 30 % of
+    the way from the median to the extremes instead (for when nothing is found at the
+    usual ones).
 
     Returns
     -------
@@ -701,7 +808,14 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
     levels = [(med + hi) / 2, (med + lo) / 2, t, t]
     polarities = ["bright", "dark", "bright", "dark"]
     same = [level for level, polarity in zip(levels, polarities) if polarity == glyph_polarity]
-    if glyph_polarity is not None and (glyph_level < min(same) if glyph_polarity == "bright" else glyph_level > max(same)):
+    if loose:
+        # for when nothing was found at those levels: a thin line that resampling blurred to under
+        # half the contrast of its end ticks and label, so that it joins neither (synthetic
+        # 130,000,079: a 1-px line at 47 % between ticks at 100 %), 30 % of the way from the
+        # median to the extremes
+        levels = [med + 0.3 * (hi - med), med - 0.3 * (med - lo)]
+        polarities = ["bright", "dark"]
+    elif glyph_polarity is not None and (glyph_level < min(same) if glyph_polarity == "bright" else glyph_level > max(same)):
         # a bar drawn in the label's colour has the label's contrast: halfway between the
         # label's ground and its glyphs finds a thin bar that resampling dimmed below the
         # neighbourhood's bright (dark) particles (synthetic 100,000,097: a 1-px white line
@@ -711,6 +825,12 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
         levels.append(glyph_level)
         polarities.append(glyph_polarity)
     plain = [crop > level if polarity == "bright" else crop < level for level, polarity in zip(levels, polarities)]
+    if frames:
+        # a thin frame around the label and its bar, drawn at an extreme grey level, is
+        # painted over and the search run again without it
+        painted = _without_frame(image, (ra, rya), plain, (x0, y0, x1, y1))
+        if painted is not None:
+            return _bar_candidates(painted, text_box, frames=False, loose=loose)
     out: list[tuple[float, BarMeasurement, float]] = []
     seen = set()  # (box, polarity) measured: the opened masks give many of the plain ones again
     for opened in (False, True):
@@ -751,7 +871,7 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                     # cut by the window's top or bottom only: a vertical bar over the label
                     # longer than the window, maybe (followed along its columns)
                     box = _long_vertical_bar(image, labels[sl] == lab, (ra + c0, rya + r0), (x0, y0, x1, y1),
-                                             level, polarity)
+                                             level, polarity, upward=r0 == 0)
                     placed = None if box is None else _placement_cost(box, (x0, y0, x1, y1))
                     if placed is not None:
                         found.append((*placed, box, False, polarity))
@@ -793,6 +913,17 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
                 # the label's rectangle cut the bar (a text line box grown over a bar drawn
                 # right under its glyphs): measured again through the rectangle, along the bar
                 m = _measure(image, _pad_box(_through_label(box, text_box, m.orientation), 2, image.shape))
+                if m is not None:
+                    # or across it: the rectangle cut the bar in two (a vertical bar beside
+                    # its label, under a text box wider than the glyphs, synthetic
+                    # 170,000,005)
+                    box, m = _across_label(image, box, text_box, m)
+            if loose and m is not None and "touches box edge" not in m.notes:
+                # at a loose level noise breaks a faint line: the bar measured on from the
+                # piece found, where it still sits where bars sit, is the component
+                grown = _grown_to(box, m)
+                if _placement_cost(grown, text_box) is not None:
+                    box = grown
             if not _is_component(m, box, text_box, against_label, glyph_polarity):
                 if m is not None and m.polarity == polarity:
                     continue
@@ -813,23 +944,29 @@ def _bar_candidates(image: np.ndarray, text_box) -> list[tuple[float, BarMeasure
 
 
 def _long_vertical_bar(image: np.ndarray, component: np.ndarray, corner, text_box, level: float,
-                       polarity: str) -> tuple[int, int, int, int] | None:
-    """A vertical bar over a label that the search window cut: its box in image pixels, or None.
+                       polarity: str, upward: bool) -> tuple[int, int, int, int] | None:
+    """A vertical bar over or beside a label that the search window cut: its box in image
+    pixels, or None.
 
     `component` (a mask cropped to its box, whose top-left pixel is `corner` = (x, y) in
-    the image) reaches the window's top or bottom; when it is a bar-thin column over the
-    label's columns, its rows are followed away from the label at the same grey `level`
-    (rows at least half as filled as the component's own) up to the image's edge, which
-    it must not reach.  The generator's vertical bars are 10-30 % of the image's height,
-    up to 21 label heights over a label (synthetic 30,000,095 and 40,000,130) or more.
+    the image) reaches the window's top (`upward`) or bottom; when it is a bar-thin column
+    over the label's columns, or beside the label (within `_MAX_GAP_TH` label heights of
+    it, reaching to within 2 px of its rows), its rows are followed towards the cut at
+    the same grey `level` (rows at least half as filled as the component's own) up to the
+    image's edge, which it must not reach.  The generator's vertical bars are 10-30 % of
+    the image's height, up to 21 label heights over a label (synthetic 30,000,095 and
+    40,000,130) or more, and 11 label heights beside one (synthetic 150,000,155).
     """
     x0, y0, x1, y1 = text_box
     th = max(2.0, y1 - y0)
     cx, cy = corner
     ch, cw = component.shape
-    if cw > _MAX_THICK_TH * th or ch < cw or cx + cw <= x0 or cx >= x1:
+    if cw > _MAX_THICK_TH * th or ch < cw:
         return None
-    above = cy + ch <= (y0 + y1) / 2
+    if cx + cw <= x0 or cx >= x1:  # beside the label, not over it
+        if max(x0 - (cx + cw), cx - x1) > _MAX_GAP_TH * th or cy + ch < y0 - 2 or cy > y1 + 2:
+            return None
+    above = upward
     ya, yb = (0, cy + ch) if above else (cy, image.shape[0])
     strip = np.asarray(image[ya:yb, cx : cx + cw], dtype=np.float64)
     counts = (strip > level if polarity == "bright" else strip < level).sum(axis=1)
@@ -851,6 +988,44 @@ def _end_in(labels: np.ndarray, lab: int, masked: np.ndarray, box) -> bool:
     rows = slice(r0, r1)
     return bool((c0 > 0 and ((labels[rows, c0] == lab) & masked[rows, c0 - 1]).any())
                 or (c1 < masked.shape[1] and ((labels[rows, c1 - 1] == lab) & masked[rows, c1]).any()))
+
+
+def _grown_to(box, m: BarMeasurement) -> tuple:
+    """`box` (x0, y0, x1, y1) grown along `m`'s axis to its measured extent, when that
+    holds the box's extent (within 2 px); else `box`."""
+    ax = (0, 2) if m.orientation == "h" else (1, 3)
+    if m.bbox[ax[0]] > box[ax[0]] + 2 or m.bbox[ax[1]] < box[ax[1]] - 2:
+        return box
+    out = list(box)
+    out[ax[0]], out[ax[1]] = min(box[ax[0]], m.bbox[ax[0]]), max(box[ax[1]], m.bbox[ax[1]])
+    return tuple(out)
+
+
+def _across_label(image: np.ndarray, box, text_box, m: BarMeasurement) -> tuple[tuple, BarMeasurement]:
+    """A bar piece `box` (x0, y0, x1, y1) that runs into the label's rectangle, measured
+    through it as `m`: when the bar goes on across the whole rectangle (measured again in
+    the piece's box carried past the rectangle by the piece's own length, if `m` still
+    runs into its box's end) and starts at the piece's outer end (within 2 px), the box
+    grown to that bar along its axis and the bar's measurement; else ``(box, m)``."""
+    ax = (0, 2) if m.orientation == "h" else (1, 3)
+    a0, a1, t0, t1 = box[ax[0]], box[ax[1]], text_box[ax[0]], text_box[ax[1]]
+    before = a1 <= (t0 + t1) / 2  # the piece lies before the label along the axis
+    bar = m
+    if "touches box edge" in m.notes:
+        grown = list(box)
+        if before:
+            grown[ax[1]] = max(a1, t1) + (a1 - a0)
+        else:
+            grown[ax[0]] = min(a0, t0) - (a1 - a0)
+        bar = _measure(image, _pad_box(tuple(grown), 2, image.shape))
+        if bar is None or bar.orientation != m.orientation:
+            return box, m
+    f0, f1 = bar.bbox[ax[0]], bar.bbox[ax[1]]
+    if abs((f0 - a0) if before else (f1 - a1)) > 2 or f0 > t0 or f1 < t1:
+        return box, m
+    out = list(box)
+    out[ax[0]], out[ax[1]] = min(a0, f0), max(a1, f1)
+    return tuple(out), bar
 
 
 def _through_label(box, text_box, orientation: str) -> tuple[float, float, float, float]:
@@ -907,13 +1082,17 @@ def _outlined(image: np.ndarray, m: BarMeasurement) -> BarMeasurement:
         if ((dv[:d].max(axis=0) > 0.5 * level) & (dv[d + 1 :].min(axis=0) < 0.25 * level)).mean() < 0.6:
             return m
     # the outline's outer edges: where the profile along the bar crosses halfway between
-    # the background and the outline's level, coming from outside (sub-pixel)
+    # the background and the outline's level, coming from outside (sub-pixel); beyond the
+    # outline there must be background again (a 4-px gap of a box's interior between a dark
+    # bar's end and the box's dark frame is no light outline, synthetic 150,000,094)
     edges = []
-    for prof, base, step in ((np.median(dev(arr[mid, x0 - d - 2 : x0]), axis=0), x0 - d - 2, 1),
-                             (np.median(dev(arr[mid, x1 : x1 + d + 2]), axis=0)[::-1], x1 + d + 2, -1)):
-        j = int(np.argmax(prof >= 0.5 * level))
-        if j == 0:
+    for prof, base, step in ((np.median(dev(arr[mid, x0 - d - 4 : x0]), axis=0), x0 - d - 4, 1),
+                             (np.median(dev(arr[mid, x1 : x1 + d + 4]), axis=0)[::-1], x1 + d + 4, -1)):
+        j = 2 + int(np.argmax(prof[2:] >= 0.5 * level))
+        if j == 2:
             return m  # no background outside the outline
+        if abs(float(np.median(prof[max(0, j - 3) : j - 1]))) > 0.35 * level:
+            return m  # something else beyond it: the outline is the gap to that
         frac = (0.5 * level - prof[j - 1]) / max(1e-9, prof[j] - prof[j - 1])
         edges.append(base + step * (j - 0.5 + frac))  # pixel i of the profile is centred at base + step * (i + 0.5)
     left, right = edges
@@ -930,7 +1109,8 @@ def _transposed_box(box) -> tuple:
     return (box[1], box[0], box[3], box[2])
 
 
-def _bar_candidates_any_text(image: np.ndarray, text_box) -> list[tuple[float, BarMeasurement, float]]:
+def _bar_candidates_any_text(image: np.ndarray, text_box,
+                             loose: bool = False) -> list[tuple[float, BarMeasurement, float]]:
     """:func:`_bar_candidates` for a horizontal or a vertical label.
 
     Vertical text (:func:`_is_vertical_text`) has its bar beside it along y:
@@ -938,9 +1118,9 @@ def _bar_candidates_any_text(image: np.ndarray, text_box) -> list[tuple[float, B
     and the bars found are turned back.
     """
     if not _is_vertical_text(text_box):
-        return _bar_candidates(image, text_box)
+        return _bar_candidates(image, text_box, loose=loose)
     out = []
-    for cost, m, gap in _bar_candidates(np.asarray(image).T, _transposed_box(text_box)):
+    for cost, m, gap in _bar_candidates(np.asarray(image).T, _transposed_box(text_box), loose=loose):
         m = replace(m, bbox=_transposed_box(m.bbox), orientation="v" if m.orientation == "h" else "h")
         out.append((cost, m, gap))
     return out
@@ -1000,15 +1180,22 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
         th, tw = tw, th
     # bar-like objects where a scale bar sits relative to this label; a detected bar box
     # covering one of them is the detector's vote for it
-    options = []
-    for cost, m, gap in _bar_candidates_any_text(image, text_box):
-        support = [d.score for d in bars if _votes_for(d.box, m)] or \
-            [bars[i].score for i in _pieces_vote([d.box for d in bars], m)]
-        # a scale bar is drawn at an extreme grey level: an object of low contrast (the dark
-        # gap between the lines of a white double bar, synthetic 60,000,077) is a poorer choice
-        faint = 0.5 if "low contrast" in m.notes else 0.0
-        options.append((cost - (0.5 if support else 0.0) + faint, m, max(support) if support else None, gap, True))
-    if not options:  # nothing bar-like found by thresholds: measure inside detected bar boxes near the label
+    def shaped(loose: bool) -> list:
+        out = []
+        for cost, m, gap in _bar_candidates_any_text(image, text_box, loose=loose):
+            support = [d.score for d in bars if _votes_for(d.box, m)] or \
+                [bars[i].score for i in _pieces_vote([d.box for d in bars], m)]
+            # a scale bar is drawn at an extreme grey level: an object of low contrast (the dark
+            # gap between the lines of a white double bar, synthetic 60,000,077) is a poorer choice
+            faint = 0.5 if "low contrast" in m.notes else 0.0
+            out.append((cost - (0.5 if support else 0.0) + faint, m, max(support) if support else None, gap, True))
+        return out
+
+    options = shaped(False)
+    if not options:
+        # nothing bar-like found at the usual levels: bars at loose levels (a faint thin line
+        # between its end ticks), and measurements inside detected bar boxes near the label
+        options = shaped(True)
         for d in sorted(bars, key=lambda d: _gap(text_box, d.box) / th - d.score)[:3]:
             m = _measure(image, _pad_box(d.box, 2, image.shape))
             if m is None:

@@ -933,3 +933,46 @@ def test_a_vertical_bar_the_labels_rectangle_cuts_in_two_is_measured_across_it()
     box = _paste_text(img, "2 µm", 90, 92, 255, 60, size=18)
     cands = _bar_candidates(img, (box[0] - 3.0, box[1] - 2.0, 157.0, box[3] + 2.0))
     assert cands and cands[0][1].bbox == (150, 50, 154, 150) and cands[0][1].length_px == pytest.approx(100.0, abs=0.2)
+
+
+def test_a_faint_line_on_the_labels_box_is_found_at_the_labels_loose_level():
+    """Synthetic 130,000,141: a black 1-px line blurred to 30 % contrast on a grey box
+    (160) that holds the black label, on a dark micrograph (median 32).  Levels from
+    the neighbourhood take the whole box for bright; 30 % of the way from the label's
+    ground to its glyphs finds the line (174 px)."""
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(130_000_141)
+    arr = np.asarray(img, dtype=float)
+    assert info["scalebar"]["bar_px"] == 174.0
+    cands = _bar_candidates(arr, (694.0, 15.0, 767.0, 34.0), loose=True)
+    assert cands and abs(cands[0][1].length_px / 174 - 1) <= 0.02, [(c, m.bbox) for c, m, _ in cands]
+
+
+def test_a_small_bar_in_a_large_uniform_box_is_found_at_the_rare_extreme():
+    """Synthetic 170,000,005: a white ticked vertical bar (98 px) on a flat grey box, its
+    white pixels 0.3 % of the neighbourhood (the label's are masked): halfway to the 99.5th
+    percentile takes in the box with the bar; halfway to the 99.95th separates them.  The
+    label's box is wider than its glyphs and cuts the bar in two as well."""
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(170_000_005)
+    assert info["scalebar"]["bar_px"] == 98.0
+    cands = _bar_candidates(np.asarray(img, dtype=float), (6.0, 45.0, 69.0, 68.0))
+    assert cands and abs(cands[0][1].length_px - 98) <= 1.0, [(c, m.bbox) for c, m, _ in cands]
+
+
+def test_noise_beyond_a_thin_bars_ends_is_no_outline():
+    """Synthetic 130,000,019: a black 1-px ticked vertical line (58 px) on a very noisy
+    micrograph.  The largest of the few noisy pixels beyond each end passed as a light
+    outline 3 px wide (63.4 px); on average those pixels are background."""
+    from micrometry.calibrate.scalebar.measure import measure_bar
+    from micrometry.calibrate.scalebar.read import _outlined
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(130_000_019)
+    arr = np.asarray(img, dtype=float)
+    assert info["scalebar"]["bar_px"] == 58.0
+    m = measure_bar(arr, (657, 162, 665, 224))
+    assert abs(m.length_px - 58) <= 1.0
+    assert _outlined(arr, m) is m

@@ -26,8 +26,18 @@
    rows of equally spaced tick marks, as on Hitachi's rulers) are found by
    thresholds and kept where scale bars sit relative to their labels; a
    detected bar box covering one, or lying along its whole length, is the
-   detector's vote for it; only when none is found is the bar measured
-   inside a detected bar box near the label.  The label's glyph box (the text
+   detector's vote for it.  The thresholds are halfway from the
+   neighbourhood's median to its extremes (also to its rarest extremes, for
+   a small bar in a large uniform box), Otsu's, and the label's own contrast
+   where that takes in more.  A thin closed frame around the label (a box
+   drawn as an outline around bar and label) is painted over first
+   (:func:`_without_frame`): its sides are as long and thin as bars.  A
+   vertical bar that the search window cuts is followed along the image,
+   over or beside the label; a bar that the label's rectangle cuts in two is
+   measured across it.  Only when none is found are bars looked for at loose
+   thresholds (30 % of the way to the extremes: a thin line blurred to half
+   the contrast of its end ticks) and measured inside detected bar boxes
+   near the label, and the cheaper of the two wins.  The label's glyph box (the text
    detector's line box moved in by 15 % of its height) is masked out, except
    rows that a line crosses (a bar under the label, touched by a µ's
    descender), and what the label sits on (its own box) is not taken for a bar;
@@ -815,6 +825,13 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
         # median to the extremes
         levels = [med + 0.3 * (hi - med), med - 0.3 * (med - lo)]
         polarities = ["bright", "dark"]
+        if glyph_polarity is not None:
+            # and 30 % of the way from the label's ground to its glyphs: a thin line on the
+            # box the label is written in, of another grey than the micrograph around it
+            # (synthetic 130,000,141: a dark line at 30 % on a grey box on a dark micrograph)
+            ground = float(np.median(crop[text_mask]))
+            levels.append(ground + 0.6 * (glyph_level - ground))
+            polarities.append(glyph_polarity)
     elif glyph_polarity is not None and (glyph_level < min(same) if glyph_polarity == "bright" else glyph_level > max(same)):
         # a bar drawn in the label's colour has the label's contrast: halfway between the
         # label's ground and its glyphs finds a thin bar that resampling dimmed below the
@@ -824,6 +841,16 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
         # frame into lines that look like bars (synthetic 40,000,110)
         levels.append(glyph_level)
         polarities.append(glyph_polarity)
+    if not loose:
+        # a small bar in a large uniform neighbourhood (a grey box) is under 0.5 % of its
+        # pixels: the 99.5th percentile is the box's level, and halfway to it takes in the
+        # box with the bar (synthetic 170,000,005).  Halfway to the rarer extreme as well,
+        # when it lies well beyond
+        top, bottom = (float(v) for v in np.percentile(outside, (99.95, 0.05)))
+        for rare, usual, polarity in ((top, hi, "bright"), (bottom, lo, "dark")):
+            if abs(rare - usual) > 0.25 * abs(rare - med):
+                levels.append((med + rare) / 2)
+                polarities.append(polarity)
     plain = [crop > level if polarity == "bright" else crop < level for level, polarity in zip(levels, polarities)]
     if frames:
         # a thin frame around the label and its bar, drawn at an extreme grey level, is
@@ -1097,6 +1124,12 @@ def _outlined(image: np.ndarray, m: BarMeasurement) -> BarMeasurement:
         edges.append(base + step * (j - 0.5 + frac))  # pixel i of the profile is centred at base + step * (i + 0.5)
     left, right = edges
     if not (1.0 <= x0 - left <= d + 0.5 and 1.0 <= right - x1 <= d + 0.5):
+        return m
+    # the outline's whole columns at each end, on average, deviate as an outline does: on
+    # a noisy micrograph the largest of a few pixels beyond a thin bar's ends passes the
+    # tests above by chance (synthetic 130,000,019: 3 px of noise "outline" at each end)
+    zones = (arr[mid, int(np.ceil(left)) : x0], arr[mid, x1 : int(np.floor(right))])
+    if not all(z.size and float(dev(z).mean()) >= 0.5 * level for z in zones):
         return m
     left, right = left + bx0 - pad, right + bx0 - pad  # back to image pixels
     return replace(m, length_px=float(right - left),

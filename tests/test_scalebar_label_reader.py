@@ -77,6 +77,21 @@ def test_network_gives_one_frame_per_four_columns():
     assert torch.allclose(out.exp().sum(-1), torch.ones(2, WIDTH // 4), atol=1e-5)
 
 
+def test_a_time_stride_of_two_gives_one_frame_per_two_columns_and_loads_back(tmp_path):
+    """The option tried in session 17 (room for the blank between the "00" of a small
+    "500 nm"): twice the frames, recorded in reader.json and used when loading."""
+    net = LabelReaderNet((4, 8, 8, 8), 8, time_stride=2).eval()
+    assert net(torch.zeros(1, 1, HEIGHT, WIDTH)).shape == (1, WIDTH // 2, len(CHARSET) + 1)
+    save_label_reader(net, tmp_path / "r", {"charset": CHARSET, "height": HEIGHT, "width": WIDTH,
+                                            "channels": [4, 8, 8, 8], "hidden": 8, "time_stride": 2})
+    crop = np.random.default_rng(2).integers(0, 255, (20, 60)).astype(np.uint8)
+    with torch.inference_mode():
+        expected = decode_greedy(net(torch.from_numpy(prepare_crop(crop))[None, None]).exp()[0].numpy())
+    assert load_label_reader(tmp_path / "r").read(crop) == expected
+    with pytest.raises(ValueError, match="time_stride"):
+        LabelReaderNet((4, 8, 8, 8), 8, time_stride=3)
+
+
 def test_save_load_round_trip_and_refusals(tmp_path):
     net = LabelReaderNet((4, 8, 8, 8), 8).eval()
     save_label_reader(net, tmp_path / "r", {"charset": CHARSET, "height": HEIGHT, "width": WIDTH,

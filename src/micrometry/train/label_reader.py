@@ -61,7 +61,7 @@ DEFAULT_READER_CONFIG: dict[str, Any] = {
         "jpeg_fraction": 0.3,
         "blur_fraction": 0.15,
     },
-    "net": {"channels": [16, 32, 48, 64], "hidden": 48},
+    "net": {"channels": [16, 32, 48, 64], "hidden": 48, "time_stride": 4},
     "train": {"epochs": 14, "batch": 64, "lr": 0.002, "weight_decay": 0.0001, "threads": 2},
 }
 
@@ -289,7 +289,8 @@ def train_label_reader(config: dict, out_dir: str | os.PathLike, *, command: str
     t_data = time.time() - t0
     targets = [encode_text(t) for t in t_tr]
 
-    net = LabelReaderNet(cfg["net"]["channels"], cfg["net"]["hidden"], len(CHARSET) + 1)
+    time_stride = int(cfg["net"].get("time_stride", 4))
+    net = LabelReaderNet(cfg["net"]["channels"], cfg["net"]["hidden"], len(CHARSET) + 1, time_stride)
     n_params = sum(p.numel() for p in net.parameters())
     batch, epochs = int(tr["batch"]), int(tr["epochs"])
     steps_per_epoch = max(1, len(x_tr) // batch)
@@ -335,6 +336,7 @@ def train_label_reader(config: dict, out_dir: str | os.PathLike, *, command: str
         "width": WIDTH,
         "channels": list(cfg["net"]["channels"]),
         "hidden": int(cfg["net"]["hidden"]),
+        "time_stride": time_stride,
         "parameters": int(n_params),
         "best_epoch": best["epoch"],
         "validation": best["metrics"],

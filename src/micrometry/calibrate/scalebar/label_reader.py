@@ -157,16 +157,21 @@ def prepare_crop(crop: np.ndarray, height: int = HEIGHT, width: int = WIDTH) -> 
     return out
 
 
-def LabelReaderNet(channels: tuple[int, ...] = (16, 32, 48, 64), hidden: int = 48, n_classes: int = len(CHARSET) + 1):
+def LabelReaderNet(channels: tuple[int, ...] = (16, 32, 48, 64), hidden: int = 48, n_classes: int = len(CHARSET) + 1,
+                   time_stride: int = 4):
     """The recognizer network, a ``torch.nn.Module`` (torch is imported here, not with the
     module: the workflow reads :func:`reader_sha256` at start-up).
 
     Five 3 x 3 convolution blocks (``channels``; the third one twice) pool the input down to
-    one row of ``W / 4`` columns; a bidirectional LSTM of `hidden` units runs along it and a
-    linear layer gives the CTC classes.  Input ``(B, 1, HEIGHT, W)`` float32
-    (:func:`prepare_crop`, ``W`` a multiple of 4); output ``(B, W / 4, n_classes)``
-    log-probabilities, class 0 the CTC blank.
+    one row of ``W / time_stride`` columns (`time_stride` 4 or 2); a bidirectional LSTM of
+    `hidden` units runs along it and a linear layer gives the CTC classes.  Input
+    ``(B, 1, HEIGHT, W)`` float32 (:func:`prepare_crop`, ``W`` a multiple of 4); output
+    ``(B, W / time_stride, n_classes)`` log-probabilities, class 0 the CTC blank.  CTC
+    needs a blank frame between two equal characters: a stride of 2 leaves room for the
+    "00" of a small "500 nm" that a stride of 4 collapses into one "0".
     """
+    if time_stride not in (2, 4):
+        raise ValueError(f"time_stride must be 2 or 4, got {time_stride!r}")
     import torch
     from torch import nn
 
@@ -181,7 +186,7 @@ def LabelReaderNet(channels: tuple[int, ...] = (16, 32, 48, 64), hidden: int = 4
             super().__init__()
             self.features = nn.Sequential(
                 *block(1, c1, (2, 2)),   # 16 x W/2
-                *block(c1, c2, (2, 2)),  # 8 x W/4
+                *block(c1, c2, (2, 2) if time_stride == 4 else (2, 1)),  # 8 x W/4 (W/2)
                 *block(c2, c3, None),
                 *block(c3, c3, (2, 1)),  # 4 x W/4
                 *block(c3, c4, (4, 1)),  # 1 x W/4
@@ -262,7 +267,7 @@ def _load_cached(path: str) -> LabelReader:
     meta = json.loads(meta_path.read_text())
     if meta.get("charset") != CHARSET:
         raise ValueError(f"label reader {d}: its charset {meta.get('charset')!r} is not this code's {CHARSET!r}")
-    net = LabelReaderNet(meta["channels"], meta["hidden"], len(CHARSET) + 1)
+    net = LabelReaderNet(meta["channels"], meta["hidden"], len(CHARSET) + 1, int(meta.get("time_stride", 4)))
     state = load_file(str(weights))
     check_state_dict(net.state_dict(), state, where=str(weights))
     net.load_state_dict(state)

@@ -872,19 +872,35 @@ def test_a_frame_around_the_bar_and_its_label_is_painted_over():
     assert cands and abs(cands[0][1].length_px / 128 - 1) <= 0.02, [(c, m.bbox) for c, m, _ in cands]
 
 
-def test_the_gap_between_a_dark_bar_and_its_boxs_frame_is_no_light_outline():
-    """Synthetic 150,000,094: a dark 58-px line 4-6 px inside the dark frame of an outline
-    box, the box light inside.  The light gap at each end, with the frame beyond it, was
-    taken for the light outline of a hollow bar (66 px)."""
-    from micrometry.calibrate.scalebar.measure import measure_bar
-    from micrometry.calibrate.scalebar.read import _outlined
+def _rendered(seed: int, bar_px: float) -> np.ndarray:
+    """The generator's detector sample `seed` as a float image, checked to still draw its
+    scale bar `bar_px` long (the tests below name what they see in it)."""
     from micrometry.train.scalebar_detector import render_detector_sample
 
-    img, _, info = render_detector_sample(150_000_094)
-    arr = np.asarray(img, dtype=float)
-    assert info["scalebar"]["bar_px"] == 58.0
-    m = measure_bar(arr, (487, 377, 549, 384))
-    assert abs(m.length_px - 58) <= 1.0
+    img, _, info = render_detector_sample(seed)
+    assert info["scalebar"]["bar_px"] == bar_px
+    return np.asarray(img, dtype=float)
+
+
+@pytest.mark.parametrize("seed, bar_px, box", [
+    # a dark 58-px line 4-6 px inside the dark frame of an outline box, the box light inside:
+    # the light gap at each end, with the frame beyond it, was taken for the light outline of
+    # a hollow bar (66 px)
+    (150_000_094, 58.0, (487, 377, 549, 384)),
+    # a black 1-px ticked vertical line on a very noisy micrograph: the largest of the few
+    # noisy pixels beyond each end passed as a light outline 3 px wide (63.4 px); on average
+    # those pixels are background
+    (130_000_019, 58.0, (657, 162, 665, 224)),
+])
+def test_what_lies_beyond_a_bars_ends_is_no_outline(seed, bar_px, box):
+    """Synthetic 150,000,094 and 130,000,019: a bar measured right is not grown by an
+    "outline" that is the gap to a box's frame, or noise."""
+    from micrometry.calibrate.scalebar.measure import measure_bar
+    from micrometry.calibrate.scalebar.read import _outlined
+
+    arr = _rendered(seed, bar_px)
+    m = measure_bar(arr, box)
+    assert abs(m.length_px - bar_px) <= 1.0
     assert _outlined(arr, m) is m
 
 
@@ -893,11 +909,7 @@ def test_a_faint_thin_line_between_its_end_ticks_is_found_at_loose_levels():
     ticks, 171 px from tick to tick.  At the usual levels the line joins neither tick and
     nothing bar-like is found (the detector's box, measured, gave the light band under the
     line: 165 px); at the loose levels the ticked line is found and measured whole."""
-    from micrometry.train.scalebar_detector import render_detector_sample
-
-    img, _, info = render_detector_sample(130_000_079)
-    arr = np.asarray(img, dtype=float)
-    assert info["scalebar"]["bar_px"] == 171.0
+    arr = _rendered(130_000_079, 171.0)
     text_box = (371.4, 58.4, 500.6, 83.6)
     assert _bar_candidates(arr, text_box) == []
     cands = _bar_candidates(arr, text_box, loose=True)
@@ -916,11 +928,7 @@ def test_a_vertical_bar_cut_just_above_the_labels_rows_is_beside_it():
 def test_a_long_vertical_bar_beside_its_label_is_followed_past_the_search_window():
     """Synthetic 150,000,155: a black 1-px line 156 px (11 label heights) tall in a white box,
     "1µm" beside its lower end.  The search window cut it; it is followed up the image."""
-    from micrometry.train.scalebar_detector import render_detector_sample
-
-    img, _, info = render_detector_sample(150_000_155)
-    assert info["scalebar"]["bar_px"] == 156.0
-    cands = _bar_candidates(np.asarray(img, dtype=float), (350.0, 153.0, 387.0, 167.0))
+    cands = _bar_candidates(_rendered(150_000_155, 156.0), (350.0, 153.0, 387.0, 167.0))
     assert cands and abs(cands[0][1].length_px - 156) <= 1.0, [(c, m.bbox) for c, m, _ in cands]
 
 
@@ -940,12 +948,7 @@ def test_a_faint_line_on_the_labels_box_is_found_at_the_labels_loose_level():
     (160) that holds the black label, on a dark micrograph (median 32).  Levels from
     the neighbourhood take the whole box for bright; 30 % of the way from the label's
     ground to its glyphs finds the line (174 px)."""
-    from micrometry.train.scalebar_detector import render_detector_sample
-
-    img, _, info = render_detector_sample(130_000_141)
-    arr = np.asarray(img, dtype=float)
-    assert info["scalebar"]["bar_px"] == 174.0
-    cands = _bar_candidates(arr, (694.0, 15.0, 767.0, 34.0), loose=True)
+    cands = _bar_candidates(_rendered(130_000_141, 174.0), (694.0, 15.0, 767.0, 34.0), loose=True)
     assert cands and abs(cands[0][1].length_px / 174 - 1) <= 0.02, [(c, m.bbox) for c, m, _ in cands]
 
 
@@ -954,25 +957,6 @@ def test_a_small_bar_in_a_large_uniform_box_is_found_at_the_rare_extreme():
     white pixels 0.3 % of the neighbourhood (the label's are masked): halfway to the 99.5th
     percentile takes in the box with the bar; halfway to the 99.95th separates them.  The
     label's box is wider than its glyphs and cuts the bar in two as well."""
-    from micrometry.train.scalebar_detector import render_detector_sample
-
-    img, _, info = render_detector_sample(170_000_005)
-    assert info["scalebar"]["bar_px"] == 98.0
-    cands = _bar_candidates(np.asarray(img, dtype=float), (6.0, 45.0, 69.0, 68.0))
+    cands = _bar_candidates(_rendered(170_000_005, 98.0), (6.0, 45.0, 69.0, 68.0))
     assert cands and abs(cands[0][1].length_px - 98) <= 1.0, [(c, m.bbox) for c, m, _ in cands]
 
-
-def test_noise_beyond_a_thin_bars_ends_is_no_outline():
-    """Synthetic 130,000,019: a black 1-px ticked vertical line (58 px) on a very noisy
-    micrograph.  The largest of the few noisy pixels beyond each end passed as a light
-    outline 3 px wide (63.4 px); on average those pixels are background."""
-    from micrometry.calibrate.scalebar.measure import measure_bar
-    from micrometry.calibrate.scalebar.read import _outlined
-    from micrometry.train.scalebar_detector import render_detector_sample
-
-    img, _, info = render_detector_sample(130_000_019)
-    arr = np.asarray(img, dtype=float)
-    assert info["scalebar"]["bar_px"] == 58.0
-    m = measure_bar(arr, (657, 162, 665, 224))
-    assert abs(m.length_px - 58) <= 1.0
-    assert _outlined(arr, m) is m

@@ -213,10 +213,10 @@ def _group_ruler(ticks: list[tuple[slice, slice, int]]) -> list[tuple[slice, sli
         if (rows.start, rows.stop) in seen:  # the same group again
             continue
         seen.add((rows.start, rows.stop))
-        near = (np.abs(starts - rows.start) <= 2) & (np.abs(stops - rows.stop) <= 2)
-        if near.sum() < 4 or near.sum() <= len(best):
+        near = np.flatnonzero((np.abs(starts - rows.start) <= 2) & (np.abs(stops - rows.stop) <= 2))
+        if near.size < 4 or near.size <= len(best):
             continue
-        group = [ticks[i] for i in np.flatnonzero(near)]
+        group = [ticks[i] for i in near]
         group.sort(key=lambda t: t[1].start)
         centres = np.array([(t[1].start + t[1].stop) / 2 for t in group])
         gaps = np.diff(centres)

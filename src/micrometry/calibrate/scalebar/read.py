@@ -811,16 +811,10 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
         return []  # nothing around the label, or nothing but one grey level
     glyph_polarity, glyph_level = _glyph_ink(crop[text_mask])
     med = float(np.median(outside))
-    hi, lo = (float(v) for v in np.percentile(outside, (99.5, 0.5)))
-    t = _otsu(outside)
-    # bars are the extreme grey levels of their neighbourhood: halfway between the median
-    # and the extreme separates a bar from a background that Otsu would lump it with
-    levels = [(med + hi) / 2, (med + lo) / 2, t, t]
-    polarities = ["bright", "dark", "bright", "dark"]
-    same = [level for level, polarity in zip(levels, polarities) if polarity == glyph_polarity]
+    hi, lo, top, bottom = (float(v) for v in np.percentile(outside, (99.5, 0.5, 99.95, 0.05)))
     if loose:
-        # for when nothing was found at those levels: a thin line that resampling blurred to under
-        # half the contrast of its end ticks and label, so that it joins neither (synthetic
+        # for when nothing was found at the usual levels: a thin line that resampling blurred to
+        # under half the contrast of its end ticks and label, so that it joins neither (synthetic
         # 130,000,079: a 1-px line at 47 % between ticks at 100 %), 30 % of the way from the
         # median to the extremes
         levels = [med + 0.3 * (hi - med), med - 0.3 * (med - lo)]
@@ -832,21 +826,26 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
             ground = float(np.median(crop[text_mask]))
             levels.append(ground + 0.6 * (glyph_level - ground))
             polarities.append(glyph_polarity)
-    elif glyph_polarity is not None and (glyph_level < min(same) if glyph_polarity == "bright" else glyph_level > max(same)):
-        # a bar drawn in the label's colour has the label's contrast: halfway between the
-        # label's ground and its glyphs finds a thin bar that resampling dimmed below the
-        # neighbourhood's bright (dark) particles (synthetic 100,000,097: a 1-px white line
-        # at grey 102 on a black box, over a micrograph reaching 243).  Only a level that
-        # takes in more than the neighbourhood's: a stricter one splits an outlined box's
-        # frame into lines that look like bars (synthetic 40,000,110)
-        levels.append(glyph_level)
-        polarities.append(glyph_polarity)
-    if not loose:
+    else:
+        t = _otsu(outside)
+        # bars are the extreme grey levels of their neighbourhood: halfway between the median
+        # and the extreme separates a bar from a background that Otsu would lump it with
+        levels = [(med + hi) / 2, (med + lo) / 2, t, t]
+        polarities = ["bright", "dark", "bright", "dark"]
+        same = [level for level, polarity in zip(levels, polarities) if polarity == glyph_polarity]
+        if glyph_polarity is not None and (glyph_level < min(same) if glyph_polarity == "bright" else glyph_level > max(same)):
+            # a bar drawn in the label's colour has the label's contrast: halfway between the
+            # label's ground and its glyphs finds a thin bar that resampling dimmed below the
+            # neighbourhood's bright (dark) particles (synthetic 100,000,097: a 1-px white line
+            # at grey 102 on a black box, over a micrograph reaching 243).  Only a level that
+            # takes in more than the neighbourhood's: a stricter one splits an outlined box's
+            # frame into lines that look like bars (synthetic 40,000,110)
+            levels.append(glyph_level)
+            polarities.append(glyph_polarity)
         # a small bar in a large uniform neighbourhood (a grey box) is under 0.5 % of its
         # pixels: the 99.5th percentile is the box's level, and halfway to it takes in the
         # box with the bar (synthetic 170,000,005).  Halfway to the rarer extreme as well,
         # when it lies well beyond
-        top, bottom = (float(v) for v in np.percentile(outside, (99.95, 0.05)))
         for rare, usual, polarity in ((top, hi, "bright"), (bottom, lo, "dark")):
             if abs(rare - usual) > 0.25 * abs(rare - med):
                 levels.append((med + rare) / 2)
@@ -976,33 +975,28 @@ def _long_vertical_bar(image: np.ndarray, component: np.ndarray, corner, text_bo
     pixels, or None.
 
     `component` (a mask cropped to its box, whose top-left pixel is `corner` = (x, y) in
-    the image) reaches the window's top (`upward`) or bottom; when it is a bar-thin column
-    over the label's columns, or beside the label (within `_MAX_GAP_TH` label heights of
-    it, reaching to within 2 px of its rows), its rows are followed towards the cut at
-    the same grey `level` (rows at least half as filled as the component's own) up to the
-    image's edge, which it must not reach.  The generator's vertical bars are 10-30 % of
+    the image) reaches the window's top (`upward`) or bottom; when it is a bar-thin column,
+    its rows are followed towards the cut at the same grey `level` (rows at least half as
+    filled as the component's own) up to the image's edge, which it must not reach.  Where
+    the box found sits relative to the label (over it, or beside it on its rows) is the
+    caller's :func:`_placement_cost`.  The generator's vertical bars are 10-30 % of
     the image's height, up to 21 label heights over a label (synthetic 30,000,095 and
     40,000,130) or more, and 11 label heights beside one (synthetic 150,000,155).
     """
-    x0, y0, x1, y1 = text_box
-    th = max(2.0, y1 - y0)
+    th = max(2.0, text_box[3] - text_box[1])
     cx, cy = corner
     ch, cw = component.shape
     if cw > _MAX_THICK_TH * th or ch < cw:
         return None
-    if cx + cw <= x0 or cx >= x1:  # beside the label, not over it
-        if max(x0 - (cx + cw), cx - x1) > _MAX_GAP_TH * th or cy + ch < y0 - 2 or cy > y1 + 2:
-            return None
-    above = upward
-    ya, yb = (0, cy + ch) if above else (cy, image.shape[0])
+    ya, yb = (0, cy + ch) if upward else (cy, image.shape[0])
     strip = np.asarray(image[ya:yb, cx : cx + cw], dtype=np.float64)
     counts = (strip > level if polarity == "bright" else strip < level).sum(axis=1)
     filled = counts >= max(1.0, 0.5 * float(np.median(component.sum(axis=1))))
-    run = filled[::-1] if above else filled  # from the label's end of the bar outwards
+    run = filled[::-1] if upward else filled  # from the label's end of the bar outwards
     n = int(np.argmin(run)) if not run.all() else run.size
     if n == run.size or n < ch:  # reaches the image's edge, or ends where the window cut it
         return None
-    return (cx, yb - n, cx + cw, yb) if above else (cx, ya, cx + cw, ya + n)
+    return (cx, yb - n, cx + cw, yb) if upward else (cx, ya, cx + cw, ya + n)
 
 
 def _end_in(labels: np.ndarray, lab: int, masked: np.ndarray, box) -> bool:
@@ -1050,9 +1044,7 @@ def _across_label(image: np.ndarray, box, text_box, m: BarMeasurement) -> tuple[
     f0, f1 = bar.bbox[ax[0]], bar.bbox[ax[1]]
     if abs((f0 - a0) if before else (f1 - a1)) > 2 or f0 > t0 or f1 < t1:
         return box, m
-    out = list(box)
-    out[ax[0]], out[ax[1]] = min(a0, f0), max(a1, f1)
-    return tuple(out), bar
+    return _grown_to(box, bar), bar
 
 
 def _through_label(box, text_box, orientation: str) -> tuple[float, float, float, float]:

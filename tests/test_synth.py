@@ -291,6 +291,7 @@ def test_dataset_files_and_determinism(tmp_path):
     b = write_synthetic_dataset(tmp_path / "b", n=3, seed=4, **kw)
     c = write_synthetic_dataset(tmp_path / "c", n=2, seed=4, **kw)
     assert [p.name for p in a] == ["synth_000.png", "synth_001.tif", "synth_002.png"]
+    assert [p.name for p in b] == [p.name for p in a] and [p.name for p in c] == [p.name for p in a[:2]]
     assert all(p.parent == tmp_path / "a" / "images" for p in a)
     assert sorted(x.name for x in (tmp_path / "a" / "images").iterdir()) == [p.name for p in a]
     truth = sorted(x.name for x in (tmp_path / "a" / "truth").iterdir())

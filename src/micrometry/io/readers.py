@@ -564,7 +564,6 @@ def _read_tiff(path: Path, fmt: str, head: bytes, max_pixels: int | None):
             raise ImageReadError(path, "the first TIFF page cannot be parsed")
         _check_pixels(path, int(page.imagelength), int(page.imagewidth), max_pixels)
         photometric = int(page.photometric)
-        samples = int(page.samplesperpixel)
         if photometric == 5:  # SEPARATED (CMYK)
             raise ImageReadError(path, "CMYK (separated) TIFF images are not supported")
         if page.dtype is not None and np.dtype(page.dtype).kind == "c":

@@ -283,7 +283,6 @@ def _local_linear_background(img: np.ndarray, weight: np.ndarray, sigma_px: floa
     factor = max(1, int(np.ceil(max(ny, nx) / _BACKGROUND_GRID_PX)), int(sigma_px // 6))
     factor = min(factor, max(1, min(ny, nx) // 2))
     ys, xs = np.arange(0, ny, factor), np.arange(0, nx, factor)
-    gy, gx = ys.size, xs.size
 
     def block_sum(a: np.ndarray) -> np.ndarray:
         return np.add.reduceat(np.add.reduceat(a, ys, axis=0, dtype=np.float64), xs, axis=1)

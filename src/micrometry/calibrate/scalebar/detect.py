@@ -190,7 +190,7 @@ class ScalebarDetector:
         """
         import torch
 
-        ultralytics = import_ultralytics()  # noqa: F841 - offline settings before the NMS import
+        import_ultralytics()  # offline settings before the NMS import
         from ultralytics.utils.nms import non_max_suppression
 
         grey = to_uint8(grey_image(image))

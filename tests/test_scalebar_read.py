@@ -960,3 +960,56 @@ def test_a_small_bar_in_a_large_uniform_box_is_found_at_the_rare_extreme():
     cands = _bar_candidates(_rendered(170_000_005, 98.0), (6.0, 45.0, 69.0, 68.0))
     assert cands and abs(cands[0][1].length_px - 98) <= 1.0, [(c, m.bbox) for c, m, _ in cands]
 
+
+
+def test_a_double_line_with_speckle_joined_to_it_is_bar_shaped():
+    """Two 2-px lines 2 px apart (a double bar), 100 px long, with a chain of noise specks
+    joined to the lower one: bar-shaped, whole.  Two lines a label height apart (a frame's
+    sides) are not, nor two close lines with tall "ticks" at their ends."""
+    comp = np.zeros((20, 100), bool)
+    comp[0:2] = comp[4:6] = True
+    for r, c in ((6, 30), (7, 31), (8, 30), (9, 29), (10, 30)):
+        comp[r, c] = True
+    assert _bar_extent(comp, th=17.0) == (0, 0, 20, 100)
+    frame = np.zeros((20, 100), bool)
+    frame[0:2] = frame[14:16] = True
+    frame[:16, 0] = frame[:16, 99] = True
+    assert _bar_extent(frame, th=12.0) is None
+    # a double bar has no ticks: a frame's side with a line 2 px inside it, the frame's other
+    # sides rising from their ends (a double bar in an outline box, synthetic 270,000,135)
+    framed = np.zeros((40, 145), bool)
+    framed[38:40] = framed[34:36] = True
+    framed[:, 0:2] = framed[:, 143:145] = True
+    assert _bar_extent(framed, th=19.0) is None
+
+
+def test_a_faint_line_under_its_label_is_not_the_light_gap_above_it():
+    """Synthetic 250,000,170: a faint black 1-px line (87 px) under "50 nm" on a noisy
+    micrograph.  Found dark at the usual levels, a piece of it measured as the light gap
+    between the glyphs and the line (16 px, low contrast), which was taken; now nothing
+    bar-like is found at the usual levels, and the loose levels find the line."""
+    from micrometry.calibrate.scalebar import ocr
+
+    arr = _rendered(250_000_170, 87.0)
+    box = (30.0, 16.0, 91.0, 35.0)
+    assert not [m for _, m, _ in _bar_candidates(arr, box) if m.polarity == "bright"]
+    sr = ocr.ScaleRead(parse_scale_label("50nm"), ocr.TextHit("50nm", 0.95, box), False, 8.0)
+    r = _candidate(arr, sr, box, 0.5, [], via_text_search=False)
+    assert r is not None and abs(r.bar_px / 87 - 1) <= 0.02, (r.bar_px, r.bar_bbox)
+
+
+def test_a_white_bar_beside_its_label_is_not_the_black_between_its_ticks():
+    """Synthetic 250,000,086: a white ticked bar (106 px, 2-px line, 16-px ticks) beside
+    "5000nm" in a black data bar.  Its box, measured, gave the black between the ticks
+    above the line (99 px, low contrast); the white bar is taken."""
+    cands = _bar_candidates(_rendered(250_000_086, 106.0), (421.0, 937.0, 559.0, 966.0))
+    assert cands and cands[0][1].polarity == "bright" and abs(cands[0][1].length_px - 106) <= 1.0, \
+        [(c, m.bbox, m.polarity) for c, m, _ in cands]
+
+
+def test_a_double_white_line_beside_its_label_wins_over_a_particle_above_it():
+    """Synthetic 260,000,085: a white double line (108 px) right of "500nm" on a light
+    noisy micrograph, noise specks joined to its lines; a dark rod-shaped particle stands
+    two label heights above the label."""
+    cands = _bar_candidates(_rendered(260_000_085, 108.0), (11.54, 375.97, 81.39, 392.98))
+    assert cands and abs(cands[0][1].length_px - 108) <= 1.0, [(c, m.bbox) for c, m, _ in cands]

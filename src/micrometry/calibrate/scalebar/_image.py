@@ -79,6 +79,30 @@ def filled_band(mask: np.ndarray, fill: float = 0.9) -> tuple[int, int] | None:
     return int(full[0]), int(full[-1]) + 1
 
 
+def double_band(mask: np.ndarray, fill: float = 0.9) -> tuple[int, int] | None:
+    """The rows ``(start, stop)`` from the first to the last filled row (over `fill` of the
+    width) of a boolean (M, N) mask whose filled rows form exactly two bands at most
+    ``max(4, 2 * thicker)`` rows apart: the two lines of a double scale bar (the
+    generator draws 1-3 px lines 1-4 px apart), not a frame's two sides (a label height
+    apart or more).  None otherwise.
+
+    >>> double_band(np.array([[1, 1, 1], [0, 1, 0], [1, 1, 1], [0, 0, 1]], bool))
+    (0, 3)
+    """
+    full = np.asarray(mask, dtype=bool).sum(axis=1) >= fill * mask.shape[1]
+    rows = np.flatnonzero(full)
+    if rows.size == 0:
+        return None
+    breaks = np.flatnonzero(np.diff(rows) > 1)
+    if breaks.size != 1:
+        return None
+    first, second = rows[: breaks[0] + 1], rows[breaks[0] + 1 :]
+    gap = int(second[0] - first[-1] - 1)
+    if gap > max(4, 2 * max(first.size, second.size)):
+        return None
+    return int(rows[0]), int(rows[-1]) + 1
+
+
 def only_at_ends(flags: np.ndarray) -> bool:
     """True when the True positions of a 1-D array are all in its outer quarters (none in
     the middle half): the ticks of a bracket, not a particle across a line.

@@ -107,7 +107,7 @@ from typing import Any
 import numpy as np
 
 from micrometry.calibrate.scalebar._image import box_iou as _iou
-from micrometry.calibrate.scalebar._image import filled_band, grey, longest_row_runs, only_at_ends, to_uint8
+from micrometry.calibrate.scalebar._image import double_band, filled_band, grey, longest_row_runs, only_at_ends, to_uint8
 from micrometry.calibrate.scalebar.lines import find_bar_lines
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, TextHit, _trim, _unscored_read, read_scale_label
@@ -578,14 +578,25 @@ def _bar_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] |
         return None
     if long_ >= 2.5 * across and across <= _MAX_THICK_TH * th and line.sum() >= 0.25 * across * long_:
         return whole
-    band = filled_band(line)  # one band (a frame's two sides are not a bar)
+    # one band (a frame's two sides are not a bar), or the two close lines of a double bar
+    # (speckle of a noisy ground joined to them, synthetic 260,000,085)
+    band = filled_band(line)
+    double = band is None
+    if double:
+        band = double_band(line)
     t_line = 0 if band is None else band[1] - band[0]
     if t_line and t_line <= _MAX_THICK_TH * th and long_ >= 2.5 * t_line and across <= 3.0 * th:
         # positions crossed by something taller than the line (the ticks, a blob on it); a
         # speck of noise clinging to a thin line above and below is not (JPEG, shot noise)
         thick = longest_row_runs(line.T) > t_line + 2
+        if double:
+            # a double bar has no ticks: two lines with something tall at their ends are a
+            # frame's side and a line along it (a double bar inside an outline box, synthetic
+            # 270,000,135)
+            if not thick.any():
+                return whole
         # a short bar's ticks take more of its length ("⊔" of 19 px): then only at its ends
-        if thick.mean() <= 0.3 or (thick.mean() <= 0.5 and only_at_ends(thick)):
+        elif thick.mean() <= 0.3 or (thick.mean() <= 0.5 and only_at_ends(thick)):
             return whole
     return _touched_extent(component, th)
 
@@ -944,6 +955,14 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
                     # its label, under a text box wider than the glyphs, synthetic
                     # 170,000,005)
                     box, m = _across_label(image, box, text_box, m)
+            if m is not None and m.polarity != polarity and "low contrast" in m.notes:
+                # a faint object of the other polarity measured in the box of a bar found at
+                # an extreme level (the black between a white bar's end ticks in a black data
+                # bar, synthetic 250,000,086): the bar of the polarity it was found at, if it
+                # stands out
+                other = _measure(image, _pad_box(box, 2, image.shape), polarity)
+                if other is not None and "low contrast" not in other.notes:
+                    m = other
             if loose and m is not None and "touches box edge" not in m.notes:
                 # at a loose level noise breaks a faint line: the bar measured on from the
                 # piece found, where it still sits where bars sit, is the component

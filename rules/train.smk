@@ -130,6 +130,7 @@ rule train_scalebar:
 
 
 LABEL_READER_RECIPE = Path(workflow.basedir) / "config" / "train-label-reader.yaml"
+LABEL_READER_STRIDE2_RECIPE = Path(workflow.basedir) / "config" / "train-label-reader-stride2.yaml"
 
 
 rule train_label_reader:
@@ -143,6 +144,31 @@ rule train_label_reader:
         f"{RESULTS}/logs/train/scalebar-label-reader.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/scalebar-label-reader.tsv"
+    params:
+        version=STAGE_VERSIONS["train"],
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=0,
+    conda:
+        "../envs/micrometry.yaml"
+    shell:
+        "micrometry train-label-reader --config {input.recipe:q} --out {output.reader:q}"
+        " --set train.threads={threads} --set data.workers={threads} > {log:q} 2>&1"
+
+
+rule train_label_reader_stride2:
+    """The second reader of the pair: the same recipe with one frame per 2 input columns
+    (copy the result to models/scalebar-label-reader/stride2 to ship it)."""
+    input:
+        recipe=str(LABEL_READER_STRIDE2_RECIPE),
+    output:
+        reader=directory(f"{RESULTS}/models/label-readers/scalebar-label-reader-stride2"),
+    log:
+        f"{RESULTS}/logs/train/scalebar-label-reader-stride2.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/scalebar-label-reader-stride2.tsv"
     params:
         version=STAGE_VERSIONS["train"],
     threads: workflow.cores

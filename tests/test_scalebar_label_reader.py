@@ -16,11 +16,14 @@ from micrometry.calibrate.scalebar.label_reader import (  # noqa: E402
     HEIGHT,
     WIDTH,
     LabelReaderNet,
+    LabelReaderPair,
+    combine_readings,
     decode_greedy,
     default_reader_dir,
     encode_text,
     load_label_reader,
     prepare_crop,
+    reader_sha256,
     save_label_reader,
 )
 from micrometry.calibrate.scalebar.parse import parse_scale_label  # noqa: E402
@@ -110,6 +113,43 @@ def test_save_load_round_trip_and_refusals(tmp_path):
         load_label_reader(_copy(tmp_path / "r", tmp_path / "r2"))  # r itself is cached
     with pytest.raises(FileNotFoundError, match="reader.json"):
         load_label_reader(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("first, second, expected", [
+    # agreement (the same length, however written): the first reader's reading and score
+    (("500 nm", 0.8), ("500nm", 0.99), ("500 nm", 0.8)),
+    (("1 µm", 0.9), ("1000 nm", 0.6), ("1 µm", 0.9)),
+    # a repeated digit written once by either reader: the longer reading, its score
+    (("50 nm", 0.95), ("500 nm", 0.7), ("500 nm", 0.7)),
+    (("1000nm", 0.6), ("100nm", 0.9), ("1000nm", 0.6)),
+    # only one reads a scale label: that one
+    (("", 1.0), ("5 nm", 0.6), ("5 nm", 0.6)),
+    (("2 um", 0.8), ("HV", 0.9), ("2 um", 0.8)),
+    # other disagreements: the higher score, lowered (one of the two is wrong)
+    (("30 nm", 0.885), ("50 nm", 0.875), ("30 nm", 0.885 * 0.7)),
+    (("500 nm", 0.9), ("5 nm", 0.95), ("5 nm", 0.95 * 0.7)),  # two zeros gone is no collapse
+    (("20 nm", 0.9), ("200 um", 0.8), ("20 nm", 0.9 * 0.7)),  # nor a digit and the unit
+])
+def test_a_pair_of_readers_makes_one_reading(first, second, expected):
+    text, score = combine_readings(first, second)
+    assert text == expected[0] and score == pytest.approx(expected[1])
+
+
+def test_a_reader_directory_with_a_second_reader_loads_as_a_pair(tmp_path):
+    meta = {"charset": CHARSET, "height": HEIGHT, "width": WIDTH, "channels": [4, 8, 8, 8], "hidden": 8}
+    torch.manual_seed(0)
+    first = LabelReaderNet((4, 8, 8, 8), 8).eval()
+    second = LabelReaderNet((4, 8, 8, 8), 8, time_stride=2).eval()
+    save_label_reader(first, tmp_path / "r", meta)
+    alone = reader_sha256(tmp_path / "r")
+    save_label_reader(second, tmp_path / "r" / "stride2", dict(meta, time_stride=2))
+    pair = load_label_reader(tmp_path / "r")
+    assert isinstance(pair, LabelReaderPair) and pair.second.meta["time_stride"] == 2
+    # the fingerprint covers both readers' weights: a new second reader reruns calibrate
+    assert pair.sha256 == reader_sha256(tmp_path / "r") != alone
+    crops = [np.random.default_rng(i).integers(0, 255, (20, 60)).astype(np.uint8) for i in range(3)]
+    expected = [combine_readings(a, b) for a, b in zip(pair.first.read_batch(crops), pair.second.read_batch(crops))]
+    assert pair.read_batch(crops) == expected and pair.read(crops[0]) == expected[0]
 
 
 def _copy(src, dst):

@@ -15,6 +15,14 @@ A reader directory holds::
     model.safetensors   # float32 state dict of :class:`LabelReaderNet`
     reader.json         # {"charset": ..., "height": 32, "width": 192, "channels": [...], ...}
     MODEL_CARD.md
+    stride2/            # optional: a second reader (same files), read alongside
+
+A directory with a second reader loads as a :class:`LabelReaderPair`: every crop is
+read by both, and :func:`combine_readings` makes one reading of the two.  The
+shipped pair is the reader of one frame per 4 columns and one of one frame per 2
+(``time_stride``): the first drops one of two equal digits now and then ("500 nm"
+read "50 nm": CTC needs a blank frame between them, and 4 columns may hold none),
+the second less often, but it misreads other labels the first reads right.
 
 Crops are grey, any polarity; :func:`prepare_crop` brings one to the network's
 input (height :data:`HEIGHT` px, width up to :data:`WIDTH` px, centred and
@@ -38,6 +46,8 @@ __all__ = [
     "WIDTH",
     "LabelReader",
     "LabelReaderNet",
+    "LabelReaderPair",
+    "combine_readings",
     "decode_greedy",
     "default_reader_dir",
     "encode_text",
@@ -55,6 +65,11 @@ HEIGHT = 32
 WIDTH = 192
 WEIGHTS_NAME = "model.safetensors"
 _META = "reader.json"
+#: Subdirectory of a reader directory that holds the second reader of a pair.
+SECOND_READER = "stride2"
+#: A reading that the other reader of a pair reads as another value keeps this share of
+#: its score (:func:`combine_readings`).
+DISAGREEMENT_FACTOR = 0.7
 _FOLD = {"μ": "µ"}
 
 
@@ -66,13 +81,27 @@ def default_reader_dir() -> Path:
     return Path(__file__).resolve().parents[4] / "models" / "scalebar-label-reader"
 
 
+def _pair_sha256(first: str, second: str) -> str:
+    """The fingerprint of a pair of readers: SHA-256 of their weights' hex digests joined."""
+    import hashlib
+
+    return hashlib.sha256(f"{first}+{second}".encode("ascii")).hexdigest()
+
+
 def reader_sha256(reader_dir: str | os.PathLike | None = None) -> str | None:
     """SHA-256 (hex) of a reader directory's weights (default :func:`default_reader_dir`),
-    None when it has none.  Reads only the file (no torch): the workflow calls it at start-up."""
+    None when it has none; for a directory with a second reader (:data:`SECOND_READER`),
+    the pair's fingerprint (:class:`LabelReaderPair`).  Reads only the files (no torch):
+    the workflow calls it at start-up."""
     from micrometry.io.readers import sha256_file
 
-    weights = Path(reader_dir or default_reader_dir()) / WEIGHTS_NAME
-    return sha256_file(weights) if weights.is_file() else None
+    d = Path(reader_dir or default_reader_dir())
+    weights, second = d / WEIGHTS_NAME, d / SECOND_READER / WEIGHTS_NAME
+    if not weights.is_file():
+        return None
+    if second.is_file():
+        return _pair_sha256(sha256_file(weights), sha256_file(second))
+    return sha256_file(weights)
 
 
 def encode_text(text: str) -> list[int]:
@@ -238,6 +267,89 @@ class LabelReader:
         return self.read_batch([crop])[0]
 
 
+def _collapsed_repeat(longer: str, shorter: str) -> bool:
+    """Whether `shorter` is `longer` with one or more of its repeated characters written
+    once (spaces ignored): how CTC drops a digit ("500 nm" -> "50 nm")."""
+    a, b = longer.replace(" ", ""), shorter.replace(" ", "")
+    if len(a) <= len(b):
+        return False
+    j = 0
+    for i, ch in enumerate(a):
+        if j < len(b) and ch == b[j]:
+            j += 1
+        elif not (i > 0 and ch == a[i - 1]):
+            return False
+    return j == len(b)
+
+
+def combine_readings(first: tuple[str, float], second: tuple[str, float]) -> tuple[str, float]:
+    """One reading of a crop from the readings of two readers (:class:`LabelReaderPair`).
+
+    - Both read the same length (value and unit), or neither reads a scale label: the first
+      reading, its score (the two readers learned from the same crops: their agreeing
+      is no independent evidence).
+    - One reads a scale label, the other none: that reading.
+    - One reading is the other with a repeated digit written once ("50 nm" against
+      "500 nm"): the longer.  CTC drops one of two equal characters when no blank
+      frame separates them; it does not invent one.
+    - Otherwise the reading with the higher score, its score times
+      :data:`DISAGREEMENT_FACTOR`: one of the two is wrong.
+
+    Parameters
+    ----------
+    first, second : (text, score)
+        Readings as :meth:`LabelReader.read` gives them.
+
+    Returns
+    -------
+    (text, score)
+    """
+    from micrometry.calibrate.scalebar.parse import parse_scale_label
+
+    (t1, s1), (t2, s2) = first, second
+    l1 = parse_scale_label(t1) if t1 else None
+    l2 = parse_scale_label(t2) if t2 else None
+    if l2 is None:
+        return t1, s1
+    if l1 is None:
+        return t2, s2
+    if abs(l1.value_nm - l2.value_nm) <= 1e-6 * l1.value_nm:
+        return t1, s1
+    if _collapsed_repeat(t1, t2):
+        return t1, s1
+    if _collapsed_repeat(t2, t1):
+        return t2, s2
+    text, score = (t1, s1) if s1 >= s2 else (t2, s2)
+    return text, score * DISAGREEMENT_FACTOR
+
+
+@dataclass
+class LabelReaderPair:
+    """Two readers that read every crop, their readings made one by
+    :func:`combine_readings` (`first`'s reading first).  Reads as a :class:`LabelReader`."""
+
+    first: LabelReader
+    second: LabelReader
+
+    @property
+    def sha256(self) -> str:
+        """The pair's fingerprint (as :func:`reader_sha256` of its directory)."""
+        return _pair_sha256(self.first.sha256, self.second.sha256)
+
+    @property
+    def meta(self) -> dict:
+        """The first reader's metadata."""
+        return self.first.meta
+
+    def read_batch(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        """Read several crops with both readers; one (text, score) per crop."""
+        return [combine_readings(a, b) for a, b in zip(self.first.read_batch(crops), self.second.read_batch(crops))]
+
+    def read(self, crop: np.ndarray) -> tuple[str, float]:
+        """Read one label crop (as :meth:`LabelReader.read`)."""
+        return self.read_batch([crop])[0]
+
+
 def save_label_reader(net, out_dir: str | os.PathLike, meta: dict) -> Path:
     """Write ``model.safetensors`` and ``reader.json`` into `out_dir`; returns the weights path."""
     from safetensors.torch import save_file
@@ -275,8 +387,10 @@ def _load_cached(path: str) -> LabelReader:
     return LabelReader(net, meta, sha256_file(weights))
 
 
-def load_label_reader(path: str | os.PathLike | None = None) -> LabelReader:
-    """Load a reader directory (default :func:`default_reader_dir`), cached per path.
+def load_label_reader(path: str | os.PathLike | None = None) -> LabelReader | LabelReaderPair:
+    """Load a reader directory (default :func:`default_reader_dir`), cached per path; a
+    directory with a second reader in :data:`SECOND_READER` loads as a
+    :class:`LabelReaderPair`.
 
     Raises
     ------
@@ -286,4 +400,8 @@ def load_label_reader(path: str | os.PathLike | None = None) -> LabelReader:
         The weights do not fit the network the metadata describes, or the
         charset differs from :data:`CHARSET`.
     """
-    return _load_cached(str(Path(path) if path is not None else default_reader_dir()))
+    d = Path(path) if path is not None else default_reader_dir()
+    first = _load_cached(str(d))
+    if (d / SECOND_READER / _META).is_file():
+        return LabelReaderPair(first, _load_cached(str(d / SECOND_READER)))
+    return first

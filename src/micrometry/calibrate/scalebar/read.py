@@ -72,8 +72,8 @@
 11. if still nothing was read with confidence 0.5 or more, the detected label
     boxes (those of step 10 too), and the short lines PP-OCR's text detector found in
     any step but read as no scale label ("SONM"), are read by the project's own
-    label reader (:mod:`~micrometry.calibrate.scalebar.label_reader`, a small
-    recognizer trained on the generator's scale labels: glyphs of 9-14 px,
+    label reader (:mod:`~micrometry.calibrate.scalebar.label_reader`, a pair of
+    small recognizers trained on the generator's scale labels: glyphs of 9-14 px,
     blurred by resampling or JPEG, that PP-OCR misreads or does not read) and
     paired with a bar as in step 3; the most trusted reading of all wins.  When
     the two readers read the same box as different values, both readings are
@@ -266,7 +266,7 @@ def reading_confidence(
     by_label_reader : bool
         The label was read by the project's label reader (factor 0.85): trained
         on the generator's fonts only, it reads real labels less precisely than
-        PP-OCR (on the 73 hand-checked EMPS label boxes, 63 right and 6 wrong
+        PP-OCR (on the 73 hand-checked EMPS label boxes, 66 right and 4 wrong
         against PP-OCR's 69 and 1; ``benchmarks/label_reader.py --real``).  A
         tiny real "100 µm" read "1µm" beside a detected bar had 0.64 without it.
 

@@ -1013,3 +1013,19 @@ def test_a_double_white_line_beside_its_label_wins_over_a_particle_above_it():
     two label heights above the label."""
     cands = _bar_candidates(_rendered(260_000_085, 108.0), (11.54, 375.97, 81.39, 392.98))
     assert cands and abs(cands[0][1].length_px - 108) <= 1.0, [(c, m.bbox) for c, m, _ in cands]
+
+
+def test_a_poorly_placed_object_lets_the_loose_levels_compete():
+    """Synthetic 110,000,137: a faint 1-px vertical line (83 px) right beside "50 nm".  At
+    the usual levels only a dark rod 1.5 label heights away is found (23 px, cost 2.3;
+    taken with confidence 0.64 before); the loose levels, tried because it sits poorly,
+    find the line, better placed."""
+    from micrometry.calibrate.scalebar import ocr
+
+    arr = _rendered(110_000_137, 83.0)
+    box = (773.0, 419.0, 845.0, 443.0)
+    usual = _bar_candidates(arr, box)
+    assert usual and usual[0][0] >= 1.0 and usual[0][1].length_px < 30, [(c, m.bbox) for c, m, _ in usual]
+    sr = ocr.ScaleRead(parse_scale_label("50nm"), ocr.TextHit("50nm", 0.95, box), False, 8.0)
+    r = _candidate(arr, sr, box, 0.9, [], via_text_search=False)
+    assert r is not None and abs(r.bar_px / 83 - 1) <= 0.02, (r.bar_px, r.bar_bbox)

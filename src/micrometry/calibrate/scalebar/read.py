@@ -414,6 +414,10 @@ _V_BAR_TH = 9.0
 #: the generator's vertical bars are 10-30 % of the image's height, about 2.5 label heights
 #: or more, and none of the 73 real bars is vertical.
 _MIN_V_BAR_TH = 1.5
+#: A label's best bar-like object at the usual levels that costs this much or more
+#: (:func:`_placement_cost`, about label heights of gap) sits poorly for its scale bar: the
+#: objects found at loose levels compete with it (:func:`_candidate`).
+_POOR_PLACEMENT = 1.0
 #: Added to the cost of a bar of the other polarity than its label's glyphs (a white label's
 #: dark bar) that touches the label, in label heights of gap.
 _OTHER_COLOUR_COST = 1.0
@@ -1236,6 +1240,11 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
         return out
 
     options = shaped(False)
+    if options and min(o[0] for o in options) >= _POOR_PLACEMENT:
+        # only what sits poorly for a bar found at the usual levels: bars at loose levels
+        # compete (a dark rod 1.5 label heights from "50 nm" against the faint 1-px line right
+        # beside it, synthetic 110,000,137)
+        options = options + shaped(True)
     if not options:
         # nothing bar-like found at the usual levels: bars at loose levels (a faint thin line
         # between its end ticks), and measurements inside detected bar boxes near the label

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_iou", "filled_band", "grey", "longest_row_runs", "only_at_ends", "to_uint8"]
+__all__ = ["box_iou", "double_band", "filled_band", "filled_runs", "grey", "longest_row_runs", "only_at_ends", "to_uint8"]
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -66,6 +66,22 @@ def longest_row_runs(mask: np.ndarray) -> np.ndarray:
     return runs.max(axis=1) if w else np.zeros(h, int)
 
 
+def filled_runs(mask: np.ndarray, fill: float = 0.9) -> list[tuple[int, int]]:
+    """The contiguous runs ``(start, stop)`` of the rows of a boolean (M, N) mask that are
+    filled over `fill` of its width, top first.
+
+    >>> filled_runs(np.array([[1, 1, 1], [0, 1, 0], [1, 1, 1], [1, 1, 1]], bool))
+    [(0, 1), (2, 4)]
+    """
+    full = np.flatnonzero(np.asarray(mask, dtype=bool).sum(axis=1) >= fill * mask.shape[1])
+    if full.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(full) > 1)
+    starts = np.r_[full[0], full[breaks + 1]]
+    stops = np.r_[full[breaks] + 1, full[-1] + 1]
+    return [(int(a), int(b)) for a, b in zip(starts, stops)]
+
+
 def filled_band(mask: np.ndarray, fill: float = 0.9) -> tuple[int, int] | None:
     """The rows ``(start, stop)`` of a boolean (M, N) mask filled over `fill` of its width,
     when they form one contiguous band (a line along the columns); None otherwise.
@@ -73,34 +89,25 @@ def filled_band(mask: np.ndarray, fill: float = 0.9) -> tuple[int, int] | None:
     >>> filled_band(np.array([[0, 1, 0], [1, 1, 1], [1, 1, 1], [0, 0, 1]], bool))
     (1, 3)
     """
-    full = np.flatnonzero(np.asarray(mask, dtype=bool).sum(axis=1) >= fill * mask.shape[1])
-    if full.size == 0 or full[-1] - full[0] + 1 != full.size:
-        return None
-    return int(full[0]), int(full[-1]) + 1
+    runs = filled_runs(mask, fill)
+    return runs[0] if len(runs) == 1 else None
 
 
-def double_band(mask: np.ndarray, fill: float = 0.9) -> tuple[int, int] | None:
-    """The rows ``(start, stop)`` from the first to the last filled row (over `fill` of the
-    width) of a boolean (M, N) mask whose filled rows form exactly two bands at most
-    ``max(4, 2 * thicker)`` rows apart: the two lines of a double scale bar (the
-    generator draws 1-3 px lines 1-4 px apart), not a frame's two sides (a label height
-    apart or more).  None otherwise.
+def double_band(runs: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The rows ``(start, stop)`` from the first to the last filled row when the runs of
+    filled rows (:func:`filled_runs`) are exactly two, at most ``max(4, 2 * thicker)`` rows
+    apart: the two lines of a double scale bar (the generator draws 1-3 px lines 1-4 px
+    apart), not a frame's two sides (a label height apart or more).  None otherwise.
 
-    >>> double_band(np.array([[1, 1, 1], [0, 1, 0], [1, 1, 1], [0, 0, 1]], bool))
+    >>> double_band(filled_runs(np.array([[1, 1, 1], [0, 1, 0], [1, 1, 1], [0, 0, 1]], bool)))
     (0, 3)
     """
-    full = np.asarray(mask, dtype=bool).sum(axis=1) >= fill * mask.shape[1]
-    rows = np.flatnonzero(full)
-    if rows.size == 0:
+    if len(runs) != 2:
         return None
-    breaks = np.flatnonzero(np.diff(rows) > 1)
-    if breaks.size != 1:
+    (a0, a1), (b0, b1) = runs
+    if b0 - a1 > max(4, 2 * max(a1 - a0, b1 - b0)):
         return None
-    first, second = rows[: breaks[0] + 1], rows[breaks[0] + 1 :]
-    gap = int(second[0] - first[-1] - 1)
-    if gap > max(4, 2 * max(first.size, second.size)):
-        return None
-    return int(rows[0]), int(rows[-1]) + 1
+    return a0, b1
 
 
 def only_at_ends(flags: np.ndarray) -> bool:

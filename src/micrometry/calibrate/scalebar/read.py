@@ -107,7 +107,15 @@ from typing import Any
 import numpy as np
 
 from micrometry.calibrate.scalebar._image import box_iou as _iou
-from micrometry.calibrate.scalebar._image import double_band, filled_band, grey, longest_row_runs, only_at_ends, to_uint8
+from micrometry.calibrate.scalebar._image import (
+    double_band,
+    filled_band,
+    filled_runs,
+    grey,
+    longest_row_runs,
+    only_at_ends,
+    to_uint8,
+)
 from micrometry.calibrate.scalebar.lines import find_bar_lines
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, _group_ruler, _otsu, measure_bar
 from micrometry.calibrate.scalebar.ocr import ScaleRead, TextHit, _trim, _unscored_read, read_scale_label
@@ -584,10 +592,9 @@ def _bar_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] |
         return whole
     # one band (a frame's two sides are not a bar), or the two close lines of a double bar
     # (speckle of a noisy ground joined to them, synthetic 260,000,085)
-    band = filled_band(line)
-    double = band is None
-    if double:
-        band = double_band(line)
+    runs = filled_runs(line)
+    double = len(runs) != 1
+    band = double_band(runs) if double else runs[0]
     t_line = 0 if band is None else band[1] - band[0]
     if t_line and t_line <= _MAX_THICK_TH * th and long_ >= 2.5 * t_line and across <= 3.0 * th:
         # positions crossed by something taller than the line (the ticks, a blob on it); a
@@ -597,10 +604,11 @@ def _bar_extent(component: np.ndarray, th: float) -> tuple[int, int, int, int] |
             # a double bar has no ticks: two lines with something tall at their ends are a
             # frame's side and a line along it (a double bar inside an outline box, synthetic
             # 270,000,135)
-            if not thick.any():
-                return whole
-        # a short bar's ticks take more of its length ("⊔" of 19 px): then only at its ends
-        elif thick.mean() <= 0.3 or (thick.mean() <= 0.5 and only_at_ends(thick)):
+            bar_shaped = not thick.any()
+        else:
+            # a short bar's ticks take more of its length ("⊔" of 19 px): then only at its ends
+            bar_shaped = thick.mean() <= 0.3 or (thick.mean() <= 0.5 and only_at_ends(thick))
+        if bar_shaped:
             return whole
     return _touched_extent(component, th)
 
@@ -874,6 +882,16 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
             return _bar_candidates(painted, text_box, frames=False, loose=loose)
     out: list[tuple[float, BarMeasurement, float]] = []
     seen = set()  # (box, polarity) measured: the opened masks give many of the plain ones again
+    measured: dict[tuple, BarMeasurement | None] = {}
+
+    def measure(box, polarity: str | None = None) -> BarMeasurement | None:
+        """:func:`_measure` in `box` grown by 2 px, once per box and polarity (an object of
+        the other polarity, measured at its own, may be measured there again)."""
+        key = (tuple(box), polarity)
+        if key not in measured:
+            measured[key] = _measure(image, _pad_box(box, 2, image.shape), polarity)
+        return measured[key]
+
     for opened in (False, True):
         if opened:
             # a thick bar joined to bright (dark) regions of the micrograph by thinner bridges,
@@ -949,11 +967,11 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
             if (box, polarity) in seen:
                 continue
             seen.add((box, polarity))
-            m = _measure(image, _pad_box(box, 2, image.shape))
+            m = measure(box)
             if against_label and m is not None and "touches box edge" in m.notes:
                 # the label's rectangle cut the bar (a text line box grown over a bar drawn
                 # right under its glyphs): measured again through the rectangle, along the bar
-                m = _measure(image, _pad_box(_through_label(box, text_box, m.orientation), 2, image.shape))
+                m = measure(_through_label(box, text_box, m.orientation))
                 if m is not None:
                     # or across it: the rectangle cut the bar in two (a vertical bar beside
                     # its label, under a text box wider than the glyphs, synthetic
@@ -964,7 +982,7 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
                 # an extreme level (the black between a white bar's end ticks in a black data
                 # bar, synthetic 250,000,086): the bar of the polarity it was found at, if it
                 # stands out
-                other = _measure(image, _pad_box(box, 2, image.shape), polarity)
+                other = measure(box, polarity)
                 if other is not None and "low contrast" not in other.notes:
                     m = other
             if loose and m is not None and "touches box edge" not in m.notes:
@@ -978,7 +996,7 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
                     continue
                 # something else was measured (the dark gap of a white double line, running on
                 # into a dark band): only objects of the polarity the component was found at
-                m = _measure(image, _pad_box(box, 2, image.shape), polarity)
+                m = measure(box, polarity)
                 if not _is_component(m, box, text_box, against_label, glyph_polarity):
                     continue
             if glyph_polarity is not None and m.polarity != glyph_polarity and _gap(m.bbox, text_box) <= 2.0:

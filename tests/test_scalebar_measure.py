@@ -286,3 +286,45 @@ def test_a_box_over_the_first_third_of_a_long_bar_is_followed_to_its_far_end():
     m = measure_bar(img, (36, 27, 60, 37))
     assert m.length_px == pytest.approx(70.0, abs=0.2), m
     assert "touches box edge" not in m.notes
+
+
+def _resampled_ticked_bar(length: int, tick_px: int, line_px: int, polarity: str, factor: float, x0: int = 25):
+    """A ticked bar (16-px ticks, saturated ink) shrunk to `factor` of its size and enlarged
+    back with PIL's bilinear filter, as the detector's training images are; (image, box)."""
+    ink, bg = (255, 20) if polarity == "bright" else (0, 210)
+    h, w = 72, length + 2 * x0
+    img = np.full((h, w), bg, np.uint8)
+    img[35 : 35 + line_px, x0 : x0 + length] = ink
+    img[28:44, x0 : x0 + tick_px] = ink
+    img[28:44, x0 + length - tick_px : x0 + length] = ink
+    small = Image.fromarray(img).resize((round(w * factor), round(h * factor)), Image.BILINEAR)
+    return np.asarray(small.resize((w, h), Image.BILINEAR)), (x0 - 4, 24, x0 + length + 4, 48)
+
+
+@pytest.mark.parametrize("polarity", ["bright", "dark"])
+@pytest.mark.parametrize("tick_px, line_px", [(1, 1), (1, 2), (2, 1), (2, 2), (3, 2)])
+def test_blurred_end_ticks_are_measured_from_their_ink(polarity, tick_px, line_px):
+    """A tick narrower than the blur spreads beyond its ink: the half-maximum crossing put
+    each end of a resampled 1-px tick 0.6-1.4 px out (synthetic 300,000,061 and 320,000,095,
+    48 and 95 px read 49.2 and 97.7).  The ink's centre and amount place the edge."""
+    for factor in (0.5, 0.6, 0.8):
+        for length in (48, 73, 95, 131):
+            img, box = _resampled_ticked_bar(length, tick_px, line_px, polarity, factor)
+            m = measure_bar(img, box)
+            assert abs(m.length_px - length) <= 0.5, (factor, length, m.length_px, m.notes)
+            if factor == 0.5:  # (at 0.8 a 3-px tick keeps its ink's level in its middle column)
+                assert m.method == "ticks", (length, m)
+
+
+def test_sharp_ticks_keep_the_coverage_edge():
+    """Unblurred 2-px ticks are measured at half coverage, exactly, also when drawn in grey
+    (their ink in whole columns: not taken for blurred ones, whose ink would be compared
+    with white's)."""
+    for phase in (0.0, 0.25, 0.5):
+        x0, length = 20 + phase, 60.0
+        for level, tol in ((1.0, 0.05), (0.85, 0.05), (0.55, 0.05)):
+            rects = [(x0, 30, x0 + length, 31, level), (x0, 24, x0 + 2, 37, level),
+                     (x0 + length - 2, 24, x0 + length, 37, level)]
+            img = np.round(render((60, 110), rects, bg=0.08) * 255).astype(np.uint8)
+            m = measure_bar(img, (x0 - 5, 20, x0 + length + 5, 41))
+            assert abs(m.length_px - length) <= tol, (phase, level, m.length_px)

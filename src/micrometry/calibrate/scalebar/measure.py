@@ -27,7 +27,12 @@ gives it: some margin, maybe part of the label), :func:`measure_bar`
    maximum is the end tick when there is one), the left edge is
    ``a + 2 - sum(f[a-3 : a+2])`` for a run starting at column ``a``, and
    likewise on the right.  On an anti-aliased bar this recovers a fractional
-   length exactly, whatever the sub-pixel position of the ends.
+   length exactly, whatever the sub-pixel position of the ends;
+6. at an end tick narrower than the image's blur (a resampled image), where
+   half coverage lies outside the ink, places the edge from the tick's ink
+   instead: its centre minus half its width, the width being the ink's amount
+   across the tick's rows divided by the contrast of the image's extreme grey
+   level (``_tick_edge``; method ``'ticks'``).
 
 All coordinates are in image pixels, with the origin at the top left corner
 of the top left pixel: a pixel ``[r, c]`` covers ``[c, c + 1) x [r, r + 1)``.
@@ -35,7 +40,9 @@ of the top left pixel: a pixel ``[r, c]`` covers ``[c, c + 1) x [r, r + 1)``.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +58,10 @@ _SHARP_TOL = 0.1  # an end column this close to empty/full (relative coverage) i
 _IN_WINDOW = 2  # columns inside the run that may be partial
 _OUTLINE_PX = 4  # a frame this close to a bar's ends is its outline
 _GROW_ATTEMPTS = 3  # times a box is grown along a bar that runs into its end
+_TICK_CLEAR = 0.05  # a row where the line's ink is below this share of the ink contrast is clear of it
+_TICK_FLANK = 3  # columns each side of a tick within which its blurred ink lies
+_TICK_SHARP_SPREAD = 1.2  # columns over 0.1 of a tick's peak beyond its width at peak level: more is blurred
+_TICK_MAX_NOISE = 0.06  # background noise (robust sigma) above this share of the ink contrast: no moments
 
 
 class BarNotFoundError(ValueError):
@@ -80,8 +91,11 @@ class BarMeasurement:
     bar_level, background_level : float
         The grey levels (in the image's units) the threshold was set halfway
         between.
-    method : {'profile', 'ruler'}
-        ``'ruler'`` when the bar was assembled from separate tick marks.
+    method : {'profile', 'ticks', 'ruler'}
+        ``'ruler'`` when the bar was assembled from separate tick marks;
+        ``'ticks'`` when an end was placed at a blurred end tick's ink
+        (centre minus half its width, see ``_tick_edge``) instead of at
+        half coverage.
     notes : tuple of str
         Anything that lowers trust in the number, e.g. ``'touches box edge'``
         or ``'low contrast'``.
@@ -139,6 +153,19 @@ def _validate(image, box) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     if xb - xa < 2 or yb - ya < 2:
         raise ValueError(f"box {box!r} does not overlap the {w}x{h} image by 2x2 pixels or more")
     return arr, (xa, ya, xb, yb)
+
+
+def _ink_range(arr: np.ndarray) -> tuple[float, float]:
+    """Grey levels of black and white ink: the ends of the dtype's range for
+    8-bit and boolean images, else the image's own extremes."""
+    if arr.dtype == np.uint8:
+        return 0.0, 255.0
+    if arr.dtype == bool:
+        return 0.0, 1.0
+    finite = arr[np.isfinite(arr)] if np.issubdtype(arr.dtype, np.floating) else arr
+    if finite.size == 0:
+        return 0.0, 0.0
+    return float(finite.min()), float(finite.max())
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -370,7 +397,77 @@ def _refine_end(
     return a, (a + _IN_WINDOW) - frac
 
 
-def _measure_frame(crop: np.ndarray, cand: _Candidate) -> dict:
+def _tick_edge(
+    crop: np.ndarray, sel: np.ndarray, clear_rows: np.ndarray, a: int, *, sign: float, ink: float
+) -> float | None:
+    """Outer edge of a blurred end tick at the left end of a bar run starting at column `a`.
+
+    A tick is narrower than the blur of a resampled image: the half-maximum
+    crossing of its profile lies outside its ink (a 1-px tick blurred over
+    five columns came out 1.3 px wide on each side).  Blur moves ink but
+    keeps its amount and its centre, so in the tick's rows clear of the line
+    (`clear_rows`: (H,) bool, rows where the line's blurred ink is under
+    `_TICK_CLEAR` of the ink contrast), the ink of each row,
+    ``sign * (I - background)`` summed over the tick's columns, is the tick's
+    width times the ink contrast ``sign * (ink - background)``, and its
+    centroid is the tick's centre: the edge is ``centre - width / 2``.
+    `ink` is the extreme grey level of the image's range (white ink is the
+    range's top), which blur does not reach on a thin mark.
+
+    Returns ``None`` (the coverage edge is kept) when there is no tick (no
+    ink outside the line's rows at this end), when the tick is sharp (its
+    peak within 0.1 of the ink contrast, or its ink in whole columns with at
+    most one partial column each side: a tick drawn in grey, whose width the
+    range's end would understate), when the background's noise exceeds
+    `_TICK_MAX_NOISE` of the contrast (the ink's amount is lost in it) or
+    when the rows disagree by more than a pixel.
+    """
+    h, w = crop.shape
+    lo_c, hi_c = max(a - _OUT_WINDOW, 0), min(a + _OUT_WINDOW + 1, w)
+    if hi_c - lo_c < 3:
+        return None
+    tick_rows = np.flatnonzero(sel[:, lo_c:hi_c].any(axis=1) & clear_rows)
+    if tick_rows.size == 0:
+        return None
+    # the tick's columns in those rows, and a flank on each side for the background
+    cols = np.flatnonzero(sel[tick_rows, max(a - _OUT_WINDOW - 2, 0): min(a + 2 * _OUT_WINDOW + 2, w)].any(axis=0))
+    t0 = max(a - _OUT_WINDOW - 2, 0) + int(cols.min())
+    t1 = max(a - _OUT_WINDOW - 2, 0) + int(cols.max()) + 1
+    w0, w1 = max(t0 - _TICK_FLANK, 0), min(t1 + _TICK_FLANK, w)
+    if t0 - w0 < 2 or w1 - t1 < 2:
+        return None
+    block = crop[tick_rows][:, w0:w1]
+    # the background: the two columns at each side of the window, beyond the tick's blur
+    flank = np.concatenate([block[:, :2], block[:, -2:]], axis=1)
+    bg = np.median(flank, axis=1, keepdims=True)
+    d = sign * (block - bg)  # ink above the background, columns w0 .. w1
+    contrast = sign * (ink - bg[:, 0])
+    if not (contrast > 0).all():
+        return None
+    noise = 1.4826 * float(np.median(np.abs(flank - bg)))
+    if noise > _TICK_MAX_NOISE * float(np.median(contrast)):
+        return None  # the ink's amount is lost in the noise (a sharp tick on a noisy micrograph)
+    mass = d.sum(axis=1)
+    if mass.max() <= 0:
+        return None
+    keep = mass >= 0.8 * mass.max()  # rows across the tick's middle, not its blurred tips
+    d, mass, contrast = d[keep], mass[keep], contrast[keep]
+    peak = d.max(axis=1)
+    spread = (d >= 0.1 * peak[:, None]).sum(axis=1) - mass / peak
+    if float(np.median(peak / contrast)) >= 0.9 or float(np.median(spread)) <= _TICK_SHARP_SPREAD:
+        # a sharp tick: its ink at the ink's level, or in whole columns with at most one
+        # partial column each side (drawn in grey): the coverage edge holds
+        return None
+    x = np.arange(w0, w1) + 0.5
+    centres = (d * x).sum(axis=1) / mass
+    widths = mass / contrast
+    edges = centres - widths / 2
+    if float(np.ptp(edges)) > 1.0:
+        return None
+    return float(np.median(edges))
+
+
+def _measure_frame(crop: np.ndarray, cand: _Candidate, ink: Callable[[], tuple[float, float]] | None = None) -> dict:
     """Measure the chosen candidate in the bar frame (bar along columns)."""
     h, w = crop.shape
     notes: list[str] = []
@@ -414,8 +511,8 @@ def _measure_frame(crop: np.ndarray, cand: _Candidate) -> dict:
         runs_lab, n_runs = ndi.label(on)
         if n_runs == 0:
             raise BarNotFoundError("empty coverage profile")
-        ink = ndi.sum(profile, runs_lab, index=np.arange(1, n_runs + 1))
-        run = int(np.argmax(ink)) + 1
+        run_ink = ndi.sum(profile, runs_lab, index=np.arange(1, n_runs + 1))
+        run = int(np.argmax(run_ink)) + 1
         idx = np.flatnonzero(runs_lab == run)
         a, b = int(idx[0]), int(idx[-1]) + 1
 
@@ -425,9 +522,28 @@ def _measure_frame(crop: np.ndarray, cand: _Candidate) -> dict:
     a, left = _refine_end(band, near, a, b, **kw)
     wb, right_f = _refine_end(band[:, ::-1], near[:, ::-1], w - b, w - a, **kw)
     b, right = w - wb, w - right_f
+    tick_ends = 0  # ends placed from a blurred tick's ink
     if b - a < 2 * _IN_WINDOW:  # too short for separate edge windows
         left, right = float(a), float(b)
         notes.append("short bar: whole-pixel length")
+    elif ink is not None and not cand.ruler:
+        # blurred end ticks: their ink's centre and amount, not their half-maximum
+        level = ink()[1] if sign > 0 else ink()[0]
+        mid = slice(a + _OUT_WINDOW + 3, b - _OUT_WINDOW - 3)
+        if mid.stop - mid.start >= 3 and sign * (level - bg) > 0:
+            line_ink = np.median(sign * (crop[:, mid] - bg), axis=1)  # the line's blurred profile across
+            clear = line_ink < _TICK_CLEAR * sign * (level - bg)
+            kw_t = dict(sign=sign, ink=level)
+            left_t = _tick_edge(crop, sel, clear, a, **kw_t)
+            right_t = _tick_edge(crop[:, ::-1], sel[:, ::-1], clear, w - b, **kw_t)
+        else:
+            left_t = right_t = None
+        if left_t is not None and left - 0.3 <= left_t <= left + 2.0:
+            left = left_t
+            tick_ends += 1
+        if right_t is not None and right - 2.0 <= w - right_t <= right + 0.3:
+            right = w - right_t
+            tick_ends += 1
     if a <= 0 or b >= w:
         notes.append("touches box edge")
     rows_in = np.flatnonzero(sel[:, a:b].any(axis=1))
@@ -441,12 +557,14 @@ def _measure_frame(crop: np.ndarray, cand: _Candidate) -> dict:
         "thickness": float(profile[a:b].mean()),
         "bar": bar,
         "bg": bg,
+        "tick_ends": tick_ends,
         "notes": notes,
     }
 
 
 def _measure_box(
-    arr: np.ndarray, crop_box: tuple[int, int, int, int], orientation: str | None, box, polarity: str | None = None
+    arr: np.ndarray, crop_box: tuple[int, int, int, int], orientation: str | None, box, polarity: str | None = None,
+    ink: Callable[[], tuple[float, float]] | None = None,
 ) -> tuple[str, _Candidate, dict]:
     xa, ya, xb, yb = crop_box
     crop = arr[ya:yb, xa:xb].astype(np.float64)
@@ -478,7 +596,7 @@ def _measure_box(
     if best is None:
         raise BarNotFoundError(f"no elongated bar-like object in box {box!r}")
     cand, orient, frame = best
-    return orient, cand, _measure_frame(frame, cand)
+    return orient, cand, _measure_frame(frame, cand, ink)
 
 
 def measure_bar(
@@ -539,11 +657,12 @@ def measure_bar(
     if pad_px < 0:
         raise ValueError(f"pad_px must be >= 0, got {pad_px}")
     h_img, w_img = arr.shape
+    ink = functools.cache(lambda: _ink_range(arr))  # only a blurred tick needs it
     xa, ya = max(xa - pad_px, 0), max(ya - pad_px, 0)
     xb, yb = min(xb + pad_px, w_img), min(yb + pad_px, h_img)
     forced = orientation
     for attempt in range(_GROW_ATTEMPTS + 1):
-        orient, cand, res = _measure_box(arr, (xa, ya, xb, yb), forced, box, polarity)
+        orient, cand, res = _measure_box(arr, (xa, ya, xb, yb), forced, box, polarity, ink)
         forced = orient
         if attempt == _GROW_ATTEMPTS:
             break
@@ -578,6 +697,6 @@ def measure_bar(
         thickness_px=res["thickness"],
         bar_level=res["bar"],
         background_level=res["bg"],
-        method="ruler" if cand.ruler else "profile",
+        method="ruler" if cand.ruler else ("ticks" if res["tick_ends"] else "profile"),
         notes=tuple(notes),
     )

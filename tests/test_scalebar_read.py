@@ -1029,3 +1029,14 @@ def test_a_poorly_placed_object_lets_the_loose_levels_compete():
     sr = ocr.ScaleRead(parse_scale_label("50nm"), ocr.TextHit("50nm", 0.95, box), False, 8.0)
     r = _candidate(arr, sr, box, 0.9, [], via_text_search=False)
     assert r is not None and abs(r.bar_px / 83 - 1) <= 0.02, (r.bar_px, r.bar_bbox)
+
+
+def test_a_frame_around_the_label_is_no_ticked_bar():
+    """Synthetic 340,000,084: a white 168-px bar right of "0,5 um" inside a 1-px white
+    outline box that resampling dimmed (155 at the top, 105 at the bottom: too faint to be
+    found as a frame).  The outline, its sides taken for end ticks, was measured as a
+    280-px bar around the label and read with confidence 0.96; a bar is never around its
+    label on all four sides."""
+    cands = _bar_candidates(_rendered(340_000_084, 168.0), (340.0, 746.0, 419.0, 766.0))
+    assert cands and abs(cands[0][1].length_px - 168) <= 1.0, [(c, m.bbox) for c, m, _ in cands]
+    assert all(m.length_px < 200 for _, m, _ in cands)

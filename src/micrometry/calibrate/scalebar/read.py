@@ -494,10 +494,15 @@ def _is_component(m: BarMeasurement | None, box, text_box, against_label: bool,
     label's colour may be exactly as long as the label is wide), not mostly inside the
     label's glyph box (a glyph sticking out of it), and as long as the component, give or
     take; it may also reach into the label's rectangle, where the mask cut it (a bracket's
-    tick against the label)."""
+    tick against the label), and not around the label on all four sides."""
     if m is None or ("touches box edge" in m.notes and not any(n.startswith("touches image edge") for n in m.notes)):
         return False
     if _covered(m.bbox, text_box) >= 0.5:  # a glyph of the label (the "5" of "5 µm", synthetic 70,000,119)
+        return False
+    if m.bbox[0] < text_box[0] and m.bbox[1] < text_box[1] and m.bbox[2] > text_box[2] and m.bbox[3] > text_box[3]:
+        # around the label on all four sides: a frame (an outline box too faint at the bottom
+        # to be found as one) measured as a line with its sides for end ticks (synthetic
+        # 340,000,084 and 340,000,176, wrong with 0.96 and 0.64)
         return False
     x0, x1 = text_box[0], text_box[2]
     tw = max(2.0, x1 - x0)
@@ -876,8 +881,11 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
     plain = [crop > level if polarity == "bright" else crop < level for level, polarity in zip(levels, polarities)]
     if frames:
         # a thin frame around the label and its bar, drawn at an extreme grey level, is
-        # painted over and the search run again without it
-        painted = _without_frame(image, (ra, rya), plain, (x0, y0, x1, y1))
+        # painted over and the search run again without it; looked for at the loose levels
+        # too (a 1-px white outline that resampling dimmed to 155 is cut by the usual ones, and
+        # its side, with the other sides as ticks, was taken for the bar: synthetic 340,000,084)
+        frame_masks = plain if loose else plain + [crop > med + 0.3 * (hi - med), crop < med - 0.3 * (med - lo)]
+        painted = _without_frame(image, (ra, rya), frame_masks, (x0, y0, x1, y1))
         if painted is not None:
             return _bar_candidates(painted, text_box, frames=False, loose=loose)
     out: list[tuple[float, BarMeasurement, float]] = []

@@ -428,8 +428,8 @@ def _tick_edge(
     if hi_c - lo_c < 3:
         return None
     tick_rows = np.flatnonzero(sel[:, lo_c:hi_c].any(axis=1) & clear_rows)
-    if tick_rows.size == 0:
-        return None
+    if tick_rows.size < 2:
+        return None  # no tick, or only its blurred tip clear of the line (its ink there is less)
     # the tick's columns in those rows, and a flank on each side for the background
     cols = np.flatnonzero(sel[tick_rows, max(a - _OUT_WINDOW - 2, 0): min(a + 2 * _OUT_WINDOW + 2, w)].any(axis=0))
     t0 = max(a - _OUT_WINDOW - 2, 0) + int(cols.min())

@@ -163,10 +163,11 @@ def _ink_range(arr: np.ndarray) -> tuple[float, float]:
         return 0.0, 255.0
     if arr.dtype == bool:
         return 0.0, 1.0
-    finite = arr[np.isfinite(arr)] if np.issubdtype(arr.dtype, np.floating) else arr
-    if finite.size == 0:
-        return 0.0, 0.0
-    return float(finite.min()), float(finite.max())
+    lo, hi = float(arr.min()), float(arr.max())
+    if math.isfinite(lo) and math.isfinite(hi):
+        return lo, hi
+    finite = arr[np.isfinite(arr)]  # NaN or Inf in a float image: only then a masked copy
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -431,9 +432,9 @@ def _tick_edge(
     if tick_rows.size < 2:
         return None  # no tick, or only its blurred tip clear of the line (its ink there is less)
     # the tick's columns in those rows, and a flank on each side for the background
-    cols = np.flatnonzero(sel[tick_rows, max(a - _OUT_WINDOW - 2, 0): min(a + 2 * _OUT_WINDOW + 2, w)].any(axis=0))
-    t0 = max(a - _OUT_WINDOW - 2, 0) + int(cols.min())
-    t1 = max(a - _OUT_WINDOW - 2, 0) + int(cols.max()) + 1
+    c0 = max(a - _OUT_WINDOW - 2, 0)
+    cols = c0 + np.flatnonzero(sel[tick_rows, c0: min(a + 2 * _OUT_WINDOW + 2, w)].any(axis=0))
+    t0, t1 = int(cols[0]), int(cols[-1]) + 1
     w0, w1 = max(t0 - _TICK_FLANK, 0), min(t1 + _TICK_FLANK, w)
     if t0 - w0 < 2 or w1 - t1 < 2:
         return None
@@ -469,6 +470,41 @@ def _tick_edge(
     if float(np.ptp(edges)) > 1.0:
         return None
     return float(np.median(edges))
+
+
+def _blurred_tick_ends(
+    crop: np.ndarray, sel: np.ndarray, a: int, b: int, left: float, right: float, *,
+    bg: float, sign: float, ink: Callable[[], tuple[float, float]],
+) -> tuple[float, float, int]:
+    """The bar's edges ``(left, right)`` with each blurred end tick placed from its ink
+    (:func:`_tick_edge`), and how many ends were.
+
+    Only on lines up to `_TICK_MAX_LINE_PX` thick (the line's ink across, over the ink
+    contrast), the case this was built and checked for (resampled synthetic ticks): on a
+    real bracket with a 5-px line (EMPS 4cd9e65aae) the ticks' ink gives 18.5 px where the
+    hand-made table says 19 (the line's own ends at half contrast say 18.4, so the table's
+    whole pixels may be what is off); thicker lines keep the coverage edges until a finer
+    truth decides.  A tick edge more than 2 px inside or 0.3 px outside the coverage edge
+    is not taken.
+    """
+    w = crop.shape[1]
+    mid = slice(a + _OUT_WINDOW + 3, b - _OUT_WINDOW - 3)
+    level = ink()[1] if sign > 0 else ink()[0]
+    ink_contrast = sign * (level - bg)
+    if mid.stop - mid.start < 3 or ink_contrast <= 0:
+        return left, right, 0
+    line_ink = np.median(sign * (crop[:, mid] - bg), axis=1)  # the line's blurred profile across
+    if float(np.clip(line_ink, 0, None).sum()) > _TICK_MAX_LINE_PX * ink_contrast:
+        return left, right, 0
+    clear = line_ink < _TICK_CLEAR * ink_contrast
+    n = 0
+    left_t = _tick_edge(crop, sel, clear, a, sign=sign, ink=level)
+    if left_t is not None and left - 0.3 <= left_t <= left + 2.0:
+        left, n = left_t, n + 1
+    right_t = _tick_edge(crop[:, ::-1], sel[:, ::-1], clear, w - b, sign=sign, ink=level)
+    if right_t is not None and right - 2.0 <= w - right_t <= right + 0.3:
+        right, n = w - right_t, n + 1
+    return left, right, n
 
 
 def _measure_frame(crop: np.ndarray, cand: _Candidate, ink: Callable[[], tuple[float, float]] | None = None) -> dict:
@@ -531,31 +567,7 @@ def _measure_frame(crop: np.ndarray, cand: _Candidate, ink: Callable[[], tuple[f
         left, right = float(a), float(b)
         notes.append("short bar: whole-pixel length")
     elif ink is not None and not cand.ruler:
-        # blurred end ticks on a thin line: their ink's centre and amount, not their
-        # half-maximum.  Only on lines up to _TICK_MAX_LINE_PX thick, the case this was built
-        # and checked for (resampled synthetic ticks): on a real bracket with a 5-px line
-        # (EMPS 4cd9e65aae) the ticks' ink gives 18.5 px where the hand-made table says 19
-        # (the line's own ends at half contrast say 18.4, so the table's whole pixels may be
-        # what is off); thicker lines keep the coverage edge until a finer truth decides
-        level = ink()[1] if sign > 0 else ink()[0]
-        mid = slice(a + _OUT_WINDOW + 3, b - _OUT_WINDOW - 3)
-        ink_contrast = sign * (level - bg)
-        line_ink = np.median(sign * (crop[:, mid] - bg), axis=1) if mid.stop - mid.start >= 3 else None
-        if line_ink is not None and ink_contrast > 0 \
-                and float(np.clip(line_ink, 0, None).sum()) <= _TICK_MAX_LINE_PX * ink_contrast:
-            # line_ink: the line's blurred profile across; its amount over the contrast, its thickness
-            clear = line_ink < _TICK_CLEAR * ink_contrast
-            kw_t = dict(sign=sign, ink=level)
-            left_t = _tick_edge(crop, sel, clear, a, **kw_t)
-            right_t = _tick_edge(crop[:, ::-1], sel[:, ::-1], clear, w - b, **kw_t)
-        else:
-            left_t = right_t = None
-        if left_t is not None and left - 0.3 <= left_t <= left + 2.0:
-            left = left_t
-            tick_ends += 1
-        if right_t is not None and right - 2.0 <= w - right_t <= right + 0.3:
-            right = w - right_t
-            tick_ends += 1
+        left, right, tick_ends = _blurred_tick_ends(crop, sel, a, b, left, right, bg=bg, sign=sign, ink=ink)
     if a <= 0 or b >= w:
         notes.append("touches box edge")
     rows_in = np.flatnonzero(sel[:, a:b].any(axis=1))

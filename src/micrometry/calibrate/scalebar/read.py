@@ -882,8 +882,9 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
     if frames:
         # a thin frame around the label and its bar, drawn at an extreme grey level, is
         # painted over and the search run again without it; looked for at the loose levels
-        # too (a 1-px white outline that resampling dimmed to 155 is cut by the usual ones, and
-        # its side, with the other sides as ticks, was taken for the bar: synthetic 340,000,084)
+        # too (a frame that resampling dimmed is cut by the usual ones: a faint outline box
+        # around "20 nm" and its ticked bar, whose side was measured, 139 px for 58, synthetic
+        # 300,000,110)
         frame_masks = plain if loose else plain + [crop > med + 0.3 * (hi - med), crop < med - 0.3 * (med - lo)]
         painted = _without_frame(image, (ra, rya), frame_masks, (x0, y0, x1, y1))
         if painted is not None:

@@ -836,6 +836,59 @@ def test_a_dispute_between_the_readers_weighs_on_both_readings():
     assert abs(r.nm_per_px / (20 / 168) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
 
 
+def test_a_bar_end_in_a_label_box_is_cut_off_but_glyphs_beyond_it_are_not():
+    """A white 110 x 8 bar ending at column 395 and 2-px wide, 20-px tall "glyphs" 7 px apart
+    right of it (dark ground): a glyph box from column 388 holds the bar's last 7 px, and moves in
+    to 395; a box cutting the glyph row (more glyphs to its left, gaps between them) and a
+    box at the image's edge stay as they are."""
+    from micrometry.calibrate.scalebar.read import _cut_bar_ends
+
+    img = np.full((80, 500), 40, np.uint8)
+    img[40:48, 285:395] = 255  # the bar
+    for x in range(398, 450, 9):
+        img[34:54, x:x + 2] = 255  # glyphs ("1"s)
+    assert _cut_bar_ends(img, (388.0, 32.0, 452.0, 56.0)) == (395.0, 32.0, 452.0, 56.0)
+    assert _cut_bar_ends(img, (420.0, 32.0, 452.0, 56.0)) == (420.0, 32.0, 452.0, 56.0)
+    assert _cut_bar_ends(img[:, 380:], (8.0, 32.0, 72.0, 56.0)) == (8.0, 32.0, 72.0, 56.0)
+    # the same on a float image with the opposite polarity (dark bar and glyphs, light ground)
+    inv = 1.0 - img.astype(np.float32) / 255
+    assert _cut_bar_ends(inv, (388.0, 32.0, 452.0, 56.0)) == (395.0, 32.0, 452.0, 56.0)
+
+
+def test_a_label_read_beside_a_bar_s_end_leaves_the_bar_whole():
+    """Synthetic 440,000,083: "5 µm" right of a white 110-px bar, read by the label reader in
+    a box widened over the bar's last 8 px; the bar searched for beside that box was cut
+    there and measured 94.7 px."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(440_000_083)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"], truth["label_pos"]) == ("5 μm", 110.0, "right")
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.value_nm == 5000, r
+    assert abs(r.nm_per_px / (5000 / 110) - 1) <= 0.02, (r.nm_per_px, r.bar_px, r.text_bbox)
+
+
+def test_the_label_reader_disputes_a_pp_ocr_reading_it_reads_otherwise():
+    """Synthetic 400,000,103: a black "2.5 μm" (18-px serif glyphs) in an outline box beside
+    a 100-px bar.  PP-OCR reads "25um" (the point dropped) and the reading had 0.64: wrong and
+    trusted.  The label reader, asked for a second opinion on readings trusted from 0.5 to
+    0.8, reads "2.5 µm": both readings are disputed and neither is trusted."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.calibrate.scalebar.read import _DISPUTED
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(400_000_103)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"]) == ("2.5 μm", 100.0)
+    det = load_detector()
+    alone = read_scalebar(img, detector=det, use_label_reader=False)
+    assert alone is not None and alone.value_nm == 25_000 and 0.5 <= alone.confidence < 0.8, alone
+    r = read_scalebar(img, detector=det)
+    assert r is not None and r.checks["factors"]["readers_agree"] == _DISPUTED and r.confidence < 0.5, r
+
+
 def test_frame_band_is_a_thin_closed_ring_only():
     """A 2-px rectangular ring is a frame (its pixels come back, a bar touching it inside
     left out); a filled box, a ring open on one side and a thick ring are not."""

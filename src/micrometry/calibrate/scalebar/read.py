@@ -77,7 +77,11 @@
     blurred by resampling or JPEG, that PP-OCR misreads or does not read) and
     paired with a bar as in step 3; the most trusted reading of all wins.  When
     the two readers read the same box as different values, both readings are
-    trusted less;
+    trusted less.  A reading by PP-OCR with confidence from 0.5 to 0.8 gets the
+    label reader's second opinion on its label box: a different value read with
+    a score of :data:`_SECOND_OPINION_MIN_SCORE` or more, a round value whose
+    number is not cut at its start, disputes it ("25um" of a "2.5 µm" whose point
+    PP-OCR dropped);
 12. if still nothing was read, the label reader reads the places where a label
     sits beside each bar (up to four: detected bars, then bar-like lines of step 7),
     for glyphs of 8-33 px above and below a horizontal bar, beside a vertical one
@@ -148,6 +152,14 @@ _ROUND_MANTISSAS = (1.0, 2.0, 2.5, 3.0, 4.0, 5.0)
 CONFIDENCE_EXPONENT = 2.0
 #: The factor of a label that the two readers (PP-OCR, the label reader) read as different values.
 _DISPUTED = 0.6
+#: The label reader's score from which its second opinion on a PP-OCR reading trusted from 0.5
+#: to 0.8 can dispute it.  On the real EMPS set the reader disagreed with such readings once,
+#: wrongly, with 0.51 ("500 um" of "50.0um").  On 1,233 such synthetic readings (seeds 280M-430M)
+#: it disagreed with 0.6 or more seven times: three where PP-OCR was wrong ("2um" of "0.2um"
+#: 0.81, "25um" of "2.5 µm" 0.98, "250NM" of "50NM" 1.0); two where the reader dropped a point
+#: ("25 µm" of "2.5 µm", 0.65 and 0.69: below this score); two where its number was cut or no
+#: round value (".5 µm" 0.96, "11 um" 0.83: those give no opinion).
+_SECOND_OPINION_MIN_SCORE = 0.75
 
 
 def is_round_value(value: float) -> bool:
@@ -1331,6 +1343,21 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
     )
 
 
+def _second_opinion(image: np.ndarray, reading: ScalebarReading, reader) -> tuple[ScaleRead | None, tuple | None]:
+    """The project's label reader on `reading`'s label box, when it reads a different value
+    with a score of :data:`_SECOND_OPINION_MIN_SCORE` or more: that read and its text box
+    (:func:`_read_with_label_reader`); else (None, None)."""
+    sr, text_box = _read_with_label_reader(image, reading.text_bbox, reader)
+    if sr is None or sr.hit.score < _SECOND_OPINION_MIN_SCORE or _number_cut(sr.hit.text) \
+            or not is_round_value(sr.label.value) \
+            or math.isclose(sr.label.value_nm, reading.value_nm, rel_tol=1e-6):
+        # no opinion from a number cut at its start (".5 µm" of "[2,5 µm" that PP-OCR read
+        # right, synthetic 310,000,028: the widened box lost a digit) or from a value no scale
+        # bar has ("11 um" of "1 um", 0.83, synthetic 340,000,076)
+        return None, None
+    return sr, text_box
+
+
 def _disputed(reading: ScalebarReading) -> ScalebarReading:
     """`reading` with its ``readers_agree`` factor set to that of a disputed label
     (:func:`reading_confidence`) and its confidence recomputed from its factors."""
@@ -1525,8 +1552,81 @@ def _best_label_reading(image: np.ndarray, boxes, vertical: bool, reader) -> tup
     score, label, text, i = best
     xa, ya, xb, yb = (int(round(v)) for v in boxes[i])
     text_box = (float(xa), float(ya), float(xb), float(yb)) if vertical else \
-        tuple(float(v) for v in _trim(to_uint8(image[ya:yb, xa:xb]), xa, ya, xb, yb))
+        _cut_bar_ends(image, tuple(float(v) for v in _trim(to_uint8(image[ya:yb, xa:xb]), xa, ya, xb, yb)))
     return _unscored_read(label, TextHit(text, score, text_box)), text_box
+
+
+#: A label box's end whose ink, on the rows it holds, goes on outside the box over this many
+#: box heights with at least :data:`_BAR_END_FILL` of those pixels inked is a bar's end.
+_BAR_END_REACH = 1.0
+_BAR_END_FILL = 0.7
+
+
+def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, float]:
+    """A horizontal label's glyph box without the end of a bar beside the label.
+
+    A label box widened along its text (as the label reader reads it) takes in the end of a
+    bar drawn beside the label; :func:`~micrometry.calibrate.scalebar.ocr._trim` keeps that
+    end, a blob like a glyph cut by the box's edge, and the bar searched for next to the box
+    is then cut where the box covers it (synthetic 440,000,083: "5 µm" right of a white
+    110-px bar, whose last 8 px the box took in; 94.7 px measured).  The first and last run
+    of inked columns of the box (Otsu's threshold, the label's polarity) is such an end when,
+    on the rows it holds, the ink goes on outside the box for :data:`_BAR_END_REACH` box
+    heights with :data:`_BAR_END_FILL` of the pixels inked (glyphs beyond a cut box leave
+    gaps); the box is then moved in past the run.
+
+    Parameters
+    ----------
+    image : (M, N) array
+        The image (grey).
+    text_box : (x0, y0, x1, y1)
+        The glyph box, image pixels.
+
+    Returns
+    -------
+    (x0, y0, x1, y1) : tuple of float
+        `text_box`, with either end moved in past a bar's end.
+    """
+    from micrometry.calibrate.scalebar.ocr import _dark_on_light
+
+    xa, ya, xb, yb = (int(round(v)) for v in text_box)
+    h, w = yb - ya, xb - xa
+    crop = image[ya:yb, xa:xb].astype(np.float64)  # the image's own levels, inside and out
+    if h < 4 or w < 2 * h or not np.isfinite(crop).all() or crop.max() == crop.min():
+        return tuple(float(v) for v in text_box)
+    light = _dark_on_light(crop)
+    th = _otsu(crop)
+
+    def inked(a: np.ndarray) -> np.ndarray:
+        return a < th if light else a > th
+
+    ink = inked(crop)
+    cols = ink.any(axis=0)
+    reach = int(math.ceil(_BAR_END_REACH * h))
+    x0, x1 = float(text_box[0]), float(text_box[2])
+    for side in (0, 1):  # the box's left end, then its right end (columns counted from it)
+        c = cols if side == 0 else cols[::-1]
+        inked_at = np.flatnonzero(c)
+        if inked_at.size == 0:
+            break
+        first = int(inked_at[0])
+        gaps = np.flatnonzero(~c[first:])
+        stop = first + (int(gaps[0]) if gaps.size else w - first)
+        if stop - first > 0.5 * w:
+            continue
+        lo, hi = (first, stop) if side == 0 else (w - stop, w - first)  # the run: columns [lo, hi)
+        rows = np.flatnonzero(ink[:, lo:hi].any(axis=1))
+        ra, rb = ya + int(rows[0]), ya + int(rows[-1]) + 1
+        out = image[ra:rb, xa - reach:xa] if side == 0 else image[ra:rb, xb:xb + reach]
+        if (side == 0 and xa < reach) or out.shape[1] < reach:
+            continue  # the image's edge: nothing beside to follow
+        # a bar's rows: inked outside over most of the reach
+        if (inked(out.astype(np.float64)).mean(axis=1) >= _BAR_END_FILL).any():
+            if side == 0:
+                x0 = float(xa + hi)
+            else:
+                x1 = float(xa + lo)
+    return (x0, float(text_box[1]), x1, float(text_box[3]))
 
 
 def _read_with_label_reader(image: np.ndarray, box, reader) -> tuple[ScaleRead | None, tuple]:
@@ -1824,6 +1924,20 @@ def read_scalebar(
             read_detected_label(d)
         if best is None:
             read_around_bars([d.box for d in new_bars])
+    # 8a. (step 11 of the module's list) a reading PP-OCR made, trusted but not fully: the
+    #     project's label reader reads its label box too, and a different value disputes it
+    #     (a decimal point PP-OCR dropped: "25um" of "2.5 µm", synthetic 400,000,103, 0.64)
+    if use_label_reader and best is not None and 0.5 <= best.confidence < 0.8 \
+            and best.checks["label_read_by"] == "pp-ocr":
+        from micrometry.calibrate.scalebar.label_reader import load_label_reader
+
+        label_reader = label_reader if label_reader is not None else load_label_reader()
+        sr, text_box = _second_opinion(arr, best, label_reader)
+        if sr is not None:  # both trusted less; the more trusted of the two stays best
+            first = best
+            best = _disputed(first)
+            consider(sr, text_box, first.checks["label_score"], via_text_search=first.checks["label_found_by"] != "detector",
+                     read_by="label-reader", disputed=True)
     # 8. (step 11 of the module's list) still nothing trusted: label boxes read by the
     #    project's own label reader, trained on the generator's labels (small, blurred or faint
     #    glyphs that PP-OCR misreads or does not read: "1 µm" at 10 px after JPEG); the most

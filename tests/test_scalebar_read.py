@@ -850,6 +850,13 @@ def test_a_bar_end_in_a_label_box_is_cut_off_but_glyphs_beyond_it_are_not():
     assert _cut_bar_ends(img, (388.0, 32.0, 452.0, 56.0)) == (395.0, 32.0, 452.0, 56.0)
     assert _cut_bar_ends(img, (420.0, 32.0, 452.0, 56.0)) == (420.0, 32.0, 452.0, 56.0)
     assert _cut_bar_ends(img[:, 380:], (8.0, 32.0, 72.0, 56.0)) == (8.0, 32.0, 72.0, 56.0)
+    # a label left of a bar that starts 4 px beyond its box (glyphs 2 px in from the box's
+    # side): no bar's end runs through the side (synthetic 340,000,023 was cut there)
+    left = np.full((80, 500), 40, np.uint8)
+    for x in range(200, 250, 9):
+        left[34:54, x:x + 2] = 255
+    left[40:48, 255:365] = 255  # the bar, from column 255; the box ends at 251
+    assert _cut_bar_ends(left, (198.0, 32.0, 251.0, 56.0)) == (198.0, 32.0, 251.0, 56.0)
     # the same on a float image with the opposite polarity (dark bar and glyphs, light ground)
     inv = 1.0 - img.astype(np.float32) / 255
     assert _cut_bar_ends(inv, (388.0, 32.0, 452.0, 56.0)) == (395.0, 32.0, 452.0, 56.0)

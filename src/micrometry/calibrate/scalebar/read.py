@@ -1569,11 +1569,13 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
     bar drawn beside the label; :func:`~micrometry.calibrate.scalebar.ocr._trim` keeps that
     end, a blob like a glyph cut by the box's edge, and the bar searched for next to the box
     is then cut where the box covers it (synthetic 440,000,083: "5 µm" right of a white
-    110-px bar, whose last 8 px the box took in; 94.7 px measured).  The first and last run
-    of inked columns of the box (Otsu's threshold, the label's polarity) is such an end when,
-    on the rows it holds, the ink goes on outside the box for :data:`_BAR_END_REACH` box
-    heights with :data:`_BAR_END_FILL` of the pixels inked (glyphs beyond a cut box leave
-    gaps); the box is then moved in past the run.
+    110-px bar, whose last 8 px the box took in; 94.7 px measured).  A run of inked columns
+    (Otsu's threshold, the label's polarity) from the box's side is such an end when, on a
+    row it holds, the ink goes on through the side and outside the box for
+    :data:`_BAR_END_REACH` box heights with :data:`_BAR_END_FILL` of the pixels inked
+    (glyphs beyond a cut box leave gaps; glyphs inside keep a margin from the side, and a bar
+    a few pixels beyond them is no end run through it: synthetic 340,000,023); the box is
+    then moved in past the run.
 
     Parameters
     ----------
@@ -1612,16 +1614,18 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
         first = int(inked_at[0])
         gaps = np.flatnonzero(~c[first:])
         stop = first + (int(gaps[0]) if gaps.size else w - first)
-        if stop - first > 0.5 * w:
-            continue
+        if first > 0 or stop > 0.5 * w:
+            continue  # a bar's end runs through the box's side (glyphs keep a margin from it)
         lo, hi = (first, stop) if side == 0 else (w - stop, w - first)  # the run: columns [lo, hi)
         rows = np.flatnonzero(ink[:, lo:hi].any(axis=1))
         ra, rb = ya + int(rows[0]), ya + int(rows[-1]) + 1
         out = image[ra:rb, xa - reach:xa] if side == 0 else image[ra:rb, xb:xb + reach]
         if (side == 0 and xa < reach) or out.shape[1] < reach:
             continue  # the image's edge: nothing beside to follow
-        # a bar's rows: inked outside over most of the reach
-        if (inked(out.astype(np.float64)).mean(axis=1) >= _BAR_END_FILL).any():
+        # a bar's rows: inked outside next to the box, and over most of the reach
+        ink_out = inked(out.astype(np.float64))
+        near = ink_out[:, -2:] if side == 0 else ink_out[:, :2]
+        if (near.all(axis=1) & (ink_out.mean(axis=1) >= _BAR_END_FILL)).any():
             if side == 0:
                 x0 = float(xa + hi)
             else:

@@ -1600,7 +1600,7 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
 
     xa, ya, xb, yb = (int(round(v)) for v in text_box)
     h, w = yb - ya, xb - xa
-    crop = image[ya:yb, xa:xb].astype(np.float64)  # the image's own levels, inside and out
+    crop = image[ya:yb, xa:xb]  # the image's own levels, inside the box and out
     if h < 4 or w < 2 * h or not np.isfinite(crop).all() or crop.max() == crop.min():
         return tuple(float(v) for v in text_box)
     light = _dark_on_light(crop)
@@ -1615,23 +1615,18 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
     x0, x1 = float(text_box[0]), float(text_box[2])
     for side in (0, 1):  # the box's left end, then its right end (columns counted from it)
         c = cols if side == 0 else cols[::-1]
-        inked_at = np.flatnonzero(c)
-        if inked_at.size == 0:
-            break
-        first = int(inked_at[0])
-        gaps = np.flatnonzero(~c[first:])
-        stop = first + (int(gaps[0]) if gaps.size else w - first)
-        if first > 0 or stop > 0.5 * w:
-            continue  # a bar's end runs through the box's side (glyphs keep a margin from it)
-        lo, hi = (first, stop) if side == 0 else (w - stop, w - first)  # the run: columns [lo, hi)
-        rows = np.flatnonzero(ink[:, lo:hi].any(axis=1))
-        ra, rb = ya + int(rows[0]), ya + int(rows[-1]) + 1
-        out = image[ra:rb, xa - reach:xa] if side == 0 else image[ra:rb, xb:xb + reach]
-        if (side == 0 and xa < reach) or out.shape[1] < reach:
+        gaps = np.flatnonzero(~c)
+        run = int(gaps[0]) if gaps.size else w  # inked columns from the side on
+        if run == 0 or run > 0.5 * w:
+            continue  # no ink at the side (glyphs keep a margin from it), or no end run
+        lo, hi = (0, run) if side == 0 else (w - run, w)  # the run: columns [lo, hi)
+        o0, o1 = (xa - reach, xa) if side == 0 else (xb, xb + reach)
+        if o0 < 0 or o1 > image.shape[1]:
             continue  # the image's edge: nothing beside to follow
-        # a bar's rows: inked outside next to the box, and over most of the reach
-        ink_out = inked(out.astype(np.float64))
+        rows = np.flatnonzero(ink[:, lo:hi].any(axis=1))
+        ink_out = inked(image[ya + rows[0]: ya + rows[-1] + 1, o0:o1])
         near = ink_out[:, -2:] if side == 0 else ink_out[:, :2]
+        # a bar's rows: inked outside next to the box, and over most of the reach
         if (near.all(axis=1) & (ink_out.mean(axis=1) >= _BAR_END_FILL)).any():
             if side == 0:
                 x0 = float(xa + hi)

@@ -77,6 +77,9 @@ CASES: list[tuple[str, float | None, str | None, tuple[str, ...]]] = [
     ("L 0.2 um", 0.2, "um", ("bar tick",)),
     ("A25nm", 25, "nm", ("bar tick",)),  # "├25 nm" (synthetic 40,000,127)
     ("H20 nm", 20, "nm", ("bar tick",)),  # (synthetic 40,000,157)
+    # a speck or a wide gap read as a second point before the unit (synthetic 490,000,143)
+    ("0.5.um", 0.5, "um", ("stray point",)),
+    (f"0,25. {MU}m", 0.25, "um", ("stray point",)),
     # rejects: instrument data bars
     ("HV 20.0 kV", None, None, ()),
     ("WD 10.2 mm", None, None, ()),
@@ -108,6 +111,8 @@ CASES: list[tuple[str, float | None, str | None, tuple[str, ...]]] = [
     ("2 a", None, None, ()),
     ("0 nm", None, None, ()),
     ("1.2.3 nm", None, None, ()),
+    ("0.5..um", None, None, ()),
+    ("0.5.", None, None, ()),
     ("10 nm 20", None, None, ()),
     ("a", None, None, ()),
     ("", None, None, ()),

@@ -1100,3 +1100,69 @@ def test_a_frame_around_the_label_is_no_ticked_bar():
     cands = _bar_candidates(_rendered(340_000_084, 168.0), (340.0, 746.0, 419.0, 766.0))
     assert cands and abs(cands[0][1].length_px - 168) <= 1.0, [(c, m.bbox) for c, m, _ in cands]
     assert all(m.length_px < 200 for _, m, _ in cands)
+
+
+def test_a_measurement_beside_the_bar_component_is_not_taken_for_it():
+    """Synthetic 510,000,105: a white 3-px line (118 px) over "2,5 µm", a bright particle just
+    above it.  The dark gap between the line and the label, measured through the label's
+    rectangle, gave way to the dark rows between the particle and the line (63 px, beside
+    the gap, not on it), and that was the reading (confidence 1.0); the line is measured."""
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(510_000_105)
+    assert (info["scalebar"]["text"], info["scalebar"]["bar_px"]) == ("2,5 µm", 118.0)
+    cands = _bar_candidates(img, (399.0, 639.0, 462.0, 657.0))
+    assert cands and abs(cands[0][1].length_px - 118) <= 1.0, [(c, m.length_px, m.bbox) for c, m, _ in cands]
+
+
+def test_glyphs_a_line_left_out_at_its_start_are_taken_in():
+    """"2 . 5 µm" in a wide font (18-px DejaVu glyphs, 12-13 px of gap around the point, 28
+    between the digits): a line box from the "5" is carried over the point to the "2"; a
+    frame's side (taller than a glyph) is not taken in, nor a digit further than 1.5 glyph
+    heights; a vertical line (the image turned) is carried on at whichever end has glyphs."""
+    from micrometry.calibrate.scalebar.read import _left_out_glyphs
+
+    img = np.full((100, 400), 30, np.uint8)
+    _paste_text(img, "2", 100, 40, 230, 30)  # columns 100-108
+    _paste_text(img, ".", 121, 51, 230, 30)  # the point's ink: columns 122-123, rows 51-52
+    box = tuple(float(v) for v in _paste_text(img, "5 µm", 137, 40, 230, 30))  # (137, 40, 181, 57)
+    (grown,) = _left_out_glyphs(img, box)
+    th = box[3] - box[1]
+    assert grown[0] == pytest.approx(100 - 0.2 * th) and grown[1:] == box[1:]
+    # without the point, the "2" is too far (28 px, over 1.5 glyph heights)
+    no_point = img.copy()
+    no_point[49:55, 118:128] = 30
+    assert _left_out_glyphs(no_point, box) == []
+    # nothing beside the start: nothing to take in
+    assert _left_out_glyphs(img, (99.0, 40.0, 181.0, 57.0)) == []
+    # a frame's side 4 px before the "2": not a glyph; the "2" is still taken in
+    img[20:80, 94:96] = 230
+    (grown,) = _left_out_glyphs(img, box)
+    assert grown[0] == pytest.approx(100 - 0.2 * th)
+    # turned: the line runs down the image, its left-out "2" above it (or below, turned back)
+    turned = np.ascontiguousarray(img.T)
+    (grown,) = _left_out_glyphs(turned, (40.0, 137.0, 57.0, 181.0))
+    assert grown == pytest.approx((40.0, 100 - 0.2 * th, 57.0, 181.0))
+    flipped = np.ascontiguousarray(turned[::-1])
+    (grown,) = _left_out_glyphs(flipped, (40.0, 400 - 181.0, 57.0, 400 - 137.0))
+    assert grown == pytest.approx((40.0, 400 - 181.0, 57.0, 400 - 100 + 0.2 * th))
+
+
+@pytest.mark.parametrize("seed, value_nm, bar_px", [
+    (510_000_116, 2500, 84),  # "2.5 µm", PP-OCR's line from the "5": "5μm" (0.64)
+    (460_000_010, 250, 52),  # "0.25 μm" turned beside a vertical bar: "25μm" (0.60)
+    (490_000_143, 500, 55),  # "0.5 um" in a frame, 8-px glyphs: "5.um" (1.0)
+])
+def test_a_number_split_at_its_decimal_point_is_read_whole(seed, value_nm, bar_px):
+    """Fonts that leave a wide gap around the decimal point: PP-OCR's text detector split
+    the line there and the reading was 10 or 100 times too large, trusted.  The glyphs left
+    out before the line are read with it (or, "0.5.um", a stray point before the unit is
+    parsed)."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(seed)
+    assert info["scalebar"]["bar_px"] == bar_px
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.value_nm == pytest.approx(value_nm), r
+    assert abs(r.nm_per_px / (value_nm / bar_px) - 1) <= 0.02, (r.bar_px, r.text)

@@ -23,7 +23,9 @@ OCR output of burned-in scale-bar labels is noisy in predictable ways.
 - junk around the label that OCR picks up from bar ends and box edges:
   ``"200 nm|"``, ``"[1 µm]"``, ``"- 50 nm -"``; and the end tick of a bar
   touching the label read as a letter, ``"500 nmL"``, ``"2 µm I"``,
-  ``"100 nmH"``, ``"J50 nm"``, ``"A25nm"`` (recorded as the correction ``"bar tick"``).
+  ``"100 nmH"``, ``"J50 nm"``, ``"A25nm"`` (recorded as the correction ``"bar tick"``);
+  and a speck or a wide gap read as a second point between the number and its unit,
+  ``"0.5.um"`` (``"stray point"``).
 
 It rejects (returns ``None``) everything else, in particular
 
@@ -129,7 +131,7 @@ _UNITS: tuple[tuple[str, str, str | None], ...] = (
     (r"[ÅA]", "A", None),
 )
 _LABEL_RE = re.compile(
-    rf"^(?P<num>{_NUMBER})\s*(?P<unit>" + "|".join(f"(?:{p})" for p, _, _ in _UNITS) + r")$"
+    rf"^(?P<num>{_NUMBER})(?P<stray>[.,](?=\s*[^\d\s.,]))?\s*(?P<unit>" + "|".join(f"(?:{p})" for p, _, _ in _UNITS) + r")$"
 )
 _UNIT_RES = [(re.compile(rf"^(?:{p})$"), u, c) for p, u, c in _UNITS]
 _PREFIX_RE = re.compile(r"^(?:scale\s*(?:bar)?|bar)\s*[:=]?\s*", re.IGNORECASE)
@@ -232,6 +234,8 @@ def parse_scale_label(text: str) -> ScaleLabel | None:
     value, fixes = _number(m["num"])
     if tick:
         fixes.append("bar tick")
+    if m["stray"]:  # a speck or gap read as a second point before the unit ("0.5.um")
+        fixes.append("stray point")
     if value is None or not math.isfinite(value) or value <= 0:
         return None
     unit_text = m["unit"]

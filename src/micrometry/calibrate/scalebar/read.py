@@ -20,7 +20,10 @@
    box holds vertical text: its window is read turned by 90° both ways, and
    its bar is searched for along the label's length (on the transposed
    image).  Only when the window holds no such line is the detector's box
-   itself read;
+   itself read.  Glyphs that a read line left out at its start (PP-OCR's
+   text detector splits "0.25 μm" at the wide gaps around the point, and the
+   line "25 μm" reads 100 times too large; :func:`_left_out_glyphs`) are read
+   with it again, and the reading is taken when it completes the number;
 3. bar-like objects around the label (solid bars, thin lines, lines with end
    ticks, short brackets: :func:`_bar_extent`; a thick bar that a bright
    region of the micrograph touches or joins, from thresholds opened apart;
@@ -530,6 +533,12 @@ def _is_component(m: BarMeasurement | None, box, text_box, against_label: bool,
         return False
     along = (box[2] - box[0]) if m.orientation == "h" else (box[3] - box[1])
     ax = (0, 2) if m.orientation == "h" else (1, 3)
+    across = (1, 3) if m.orientation == "h" else (0, 2)
+    if m.bbox[across[0]] >= box[across[1]] + 1 or m.bbox[across[1]] <= box[across[0]] - 1:
+        # beside the component, not on it: measured through the label's rectangle, the dark
+        # gap between a white line and its label gave way to the dark rows on the line's other
+        # side (synthetic 510,000,105: 63 px for 118, confidence 1.0)
+        return False
     into_label = max(0.0, min(m.bbox[ax[1]], text_box[ax[1]] + 1) - max(m.bbox[ax[0]], text_box[ax[0]] - 1))
     tol = max(2.0, 0.1 * along)
     return -tol <= m.length_px - along <= tol + (into_label if against_label else 0.0)
@@ -1635,6 +1644,114 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
     return (x0, float(text_box[1]), x1, float(text_box[3]))
 
 
+#: Glyphs a read line left out at its start are looked for this far beside its box, and may
+#: be this far apart from the line and from each other (in glyph heights): a wide font's
+#: decimal point leaves a gap of about one glyph height on each side ("2 . 5 µm"), where
+#: PP-OCR's text detector splits the line.
+_LEFT_OUT_REACH_TH = 3.0
+_LEFT_OUT_GAP_TH = 1.5
+
+
+def _left_out_glyphs(image: np.ndarray, text_box) -> list[tuple[float, float, float, float]]:
+    """Boxes of a read line carried over glyphs that it left out at an end.
+
+    PP-OCR's text detector splits a line where a wide font leaves a gap, and the usual gap
+    is around the decimal point: "0.25 μm" is found as "25 μm" and read 100 times too large,
+    with full confidence (synthetic 460,000,010, 500,000,026 and 510,000,116).  Glyphs of
+    the label's polarity (:func:`_glyph_ink`) on the line's rows beside its box are
+    connected components 0.45-1.3 glyph heights tall, at most 1.5 wide (not a bar, not a
+    frame's side), centred on the line's rows; those within :data:`_LEFT_OUT_GAP_TH` of the
+    box, and then of each other, are taken in, with a point or comma between them as a
+    bridge.  A horizontal line is carried on at its
+    start only (after its unit a label ends); a vertical one, whose reading direction is
+    not known here, at either end.
+
+    Parameters
+    ----------
+    image : (M, N) array
+        The image (grey).
+    text_box : (x0, y0, x1, y1)
+        The line's glyph box, image pixels.
+
+    Returns
+    -------
+    list of (x0, y0, x1, y1)
+        `text_box` carried over the left-out glyphs (a fifth of a glyph height beyond
+        them), one per end that has any; empty when none.
+    """
+    from scipy import ndimage as ndi
+
+    vertical = _is_vertical_text(text_box)
+    arr = image.T if vertical else image
+    x0, y0, x1, y1 = (float(v) for v in (_transposed_box(text_box) if vertical else text_box))
+    th = y1 - y0
+    h_img, w_img = arr.shape
+    if th < 4:
+        return []
+    inside = np.asarray(arr[int(y0):int(math.ceil(y1)), int(x0):int(math.ceil(x1))], dtype=np.float64)
+    if not np.isfinite(inside).all():
+        return []
+    polarity, level = _glyph_ink(inside)
+    if polarity is None:
+        return []
+    ya, yb = int(max(0, math.floor(y0 - 0.5 * th))), int(min(h_img, math.ceil(y1 + 0.5 * th)))
+    reach = int(math.ceil(_LEFT_OUT_REACH_TH * th))
+    out = []
+    for start in ((True, False) if vertical else (True,)):
+        ca, cb = (max(0, int(x0) - reach), int(x0)) if start else (int(math.ceil(x1)), min(w_img, int(math.ceil(x1)) + reach))
+        if cb - ca < 2:
+            continue
+        strip = np.asarray(arr[ya:yb, ca:cb], dtype=np.float64)
+        labels, _ = ndi.label(strip > level if polarity == "bright" else strip < level, structure=np.ones((3, 3), bool))
+        glyphs = []  # (near edge, far edge, a glyph and not a point) along the line, image columns
+        for sl in ndi.find_objects(labels):
+            if sl is None:
+                continue
+            gh, gw = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+            centre = ya + 0.5 * (sl[0].start + sl[0].stop)
+            glyph = 0.45 * th <= gh <= 1.3 * th and gw <= 1.5 * th and y0 <= centre <= y1
+            # a decimal point or comma: small, on the line's lower half; it bridges the gap
+            # to the digit before it, but is not taken in on its own (a speck may be one)
+            point = 2 <= max(gh, gw) and gh < 0.45 * th and gw <= 0.5 * th and (y0 + y1) / 2 <= centre <= y1 + 0.2 * th
+            if glyph or point:
+                edges = (ca + sl[1].stop, ca + sl[1].start) if start else (ca + sl[1].start, ca + sl[1].stop)
+                glyphs.append((*edges, glyph))
+        edge = reached = x0 if start else x1
+        for near, far, glyph in sorted(glyphs, key=lambda g: -g[0] if start else g[0]):
+            if abs(reached - near) > _LEFT_OUT_GAP_TH * th and ((near < reached) if start else (near > reached)):
+                break  # too far from the line (marks overlapping the reach so far are in)
+            reached = min(reached, far) if start else max(reached, far)
+            if glyph:
+                edge = reached
+        if edge != (x0 if start else x1):
+            pad = 0.2 * th
+            grown = (max(0.0, edge - pad), y0, x1, y1) if start else (x0, y0, min(float(w_img), edge + pad), y1)
+            out.append(_transposed_box(grown) if vertical else grown)
+    return out
+
+
+def _completed(new: ScaleLabel, old: ScaleLabel) -> bool:
+    """`new`, read over glyphs that `old`'s line left out, is `old` completed: the same unit,
+    a round value, and digits ending in `old`'s ("0.25" of "25", "2.5" of "5"); a bar's end
+    tick read as a "1" ("150 nm" of "50 nm") is no round value."""
+    def digits(v: float) -> str:
+        return f"{v:.10g}".replace(".", "")
+
+    return (new.unit == old.unit and new.value != old.value and is_round_value(new.value)
+            and digits(new.value).endswith(digits(old.value)))
+
+
+def _whole_line(image: np.ndarray, sr: ScaleRead, text_box, threads: int | None) -> tuple[ScaleRead, tuple]:
+    """A read line with the glyphs it left out at an end (:func:`_left_out_glyphs`), read
+    again with them by PP-OCR's recognizer, when that completes the number
+    (:func:`_completed`); else the line as read."""
+    for box in _left_out_glyphs(image, text_box):
+        whole, read_box = _read_label(image, box, threads, detect=False, widen=False)
+        if whole is not None and _completed(whole.label, sr.label):
+            return whole, tuple(box)
+    return sr, tuple(text_box)
+
+
 def _read_with_label_reader(image: np.ndarray, box, reader) -> tuple[ScaleRead | None, tuple]:
     """The project's label reader (:mod:`~micrometry.calibrate.scalebar.label_reader`) on a
     label box (the detector's, or a line's of PP-OCR's text detector): widened by half a glyph
@@ -1778,6 +1895,8 @@ def read_scalebar(
     def consider(sr, text_box, label_score, via_text_search, read_by="pp-ocr", disputed=False) -> bool:
         """Pair a read label with a bar; True when a reading came out of it."""
         nonlocal best
+        if read_by == "pp-ocr":  # a line split at a wide gap ("25 μm" of "0.25 μm") read whole
+            sr, text_box = _whole_line(arr, sr, text_box, threads)
         r = _candidate(arr, sr, text_box, label_score, bars, via_text_search=via_text_search, read_by=read_by,
                        disputed=disputed)
         if r is not None and (best is None or r.confidence > best.confidence):

@@ -1115,6 +1115,23 @@ def test_a_measurement_beside_the_bar_component_is_not_taken_for_it():
     assert cands and abs(cands[0][1].length_px - 118) <= 1.0, [(c, m.length_px, m.bbox) for c, m, _ in cands]
 
 
+def test_a_white_line_measured_from_its_shadows_component_is_kept():
+    """EMPS 0a55e7c93f (JEOL data text): a white 56-px line with a dark drop shadow right
+    under it, above "200 μm".  The shadow's component, measured, gives the white line one
+    row above it (the edge between them in between): that is the bar, not a measurement
+    beside the component."""
+    from PIL import Image
+
+    from micrometry.train.realdata import emps_dir
+
+    emps = emps_dir()
+    if emps is None:
+        pytest.skip("EMPS images (../shared/data/emps-train) are not present")
+    img = np.asarray(Image.open(emps / "images" / "0a55e7c93f.png").convert("L"))
+    cands = _bar_candidates(img, (123.0, 480.0, 203.0, 503.0))
+    assert cands and abs(cands[0][1].length_px - 56) <= 1.0, [(c, m.length_px, m.bbox) for c, m, _ in cands]
+
+
 def test_glyphs_a_line_left_out_at_its_start_are_taken_in():
     """"2 . 5 µm" in a wide font (18-px DejaVu glyphs, 12-13 px of gap around the point, 28
     between the digits): a line box from the "5" is carried over the point to the "2"; a

@@ -534,10 +534,12 @@ def _is_component(m: BarMeasurement | None, box, text_box, against_label: bool,
     along = (box[2] - box[0]) if m.orientation == "h" else (box[3] - box[1])
     ax = (0, 2) if m.orientation == "h" else (1, 3)
     across = (1, 3) if m.orientation == "h" else (0, 2)
-    if m.bbox[across[0]] >= box[across[1]] + 1 or m.bbox[across[1]] <= box[across[0]] - 1:
+    if m.bbox[across[0]] - box[across[1]] > 1 or box[across[0]] - m.bbox[across[1]] > 1:
         # beside the component, not on it: measured through the label's rectangle, the dark
         # gap between a white line and its label gave way to the dark rows on the line's other
-        # side (synthetic 510,000,105: 63 px for 118, confidence 1.0)
+        # side (synthetic 510,000,105: 63 px for 118, confidence 1.0).  One row between the two
+        # is the edge between levels (EMPS 0a55e7c93f: a white line measured from its dark
+        # shadow's component, 1 row below it)
         return False
     into_label = max(0.0, min(m.bbox[ax[1]], text_box[ax[1]] + 1) - max(m.bbox[ax[0]], text_box[ax[0]] - 1))
     tol = max(2.0, 0.1 * along)

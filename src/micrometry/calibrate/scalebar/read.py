@@ -1664,9 +1664,8 @@ def _left_out_glyphs(image: np.ndarray, text_box) -> list[tuple[float, float, fl
     connected components 0.45-1.3 glyph heights tall, at most 1.5 wide (not a bar, not a
     frame's side), centred on the line's rows; those within :data:`_LEFT_OUT_GAP_TH` of the
     box, and then of each other, are taken in, with a point or comma between them as a
-    bridge.  A horizontal line is carried on at its
-    start only (after its unit a label ends); a vertical one, whose reading direction is
-    not known here, at either end.
+    bridge.  A horizontal line is carried on at its start only (after its unit a label
+    ends); a vertical one, whose reading direction is not known here, at either end.
 
     Parameters
     ----------
@@ -1700,7 +1699,10 @@ def _left_out_glyphs(image: np.ndarray, text_box) -> list[tuple[float, float, fl
     reach = int(math.ceil(_LEFT_OUT_REACH_TH * th))
     out = []
     for start in ((True, False) if vertical else (True,)):
-        ca, cb = (max(0, int(x0) - reach), int(x0)) if start else (int(math.ceil(x1)), min(w_img, int(math.ceil(x1)) + reach))
+        if start:
+            ca, cb = max(0, int(x0) - reach), int(x0)
+        else:
+            ca, cb = int(math.ceil(x1)), min(w_img, int(math.ceil(x1)) + reach)
         if cb - ca < 2:
             continue
         strip = np.asarray(arr[ya:yb, ca:cb], dtype=np.float64)
@@ -1748,7 +1750,7 @@ def _whole_line(image: np.ndarray, sr: ScaleRead, text_box, threads: int | None)
     again with them by PP-OCR's recognizer, when that completes the number
     (:func:`_completed`); else the line as read."""
     for box in _left_out_glyphs(image, text_box):
-        whole, read_box = _read_label(image, box, threads, detect=False, widen=False)
+        whole, _ = _read_label(image, box, threads, detect=False, widen=False)
         if whole is not None and _completed(whole.label, sr.label):
             return whole, tuple(box)
     return sr, tuple(text_box)

@@ -1361,6 +1361,11 @@ def _candidate(image, sr: ScaleRead, text_box, label_score, bars, via_text_searc
     )
 
 
+def _same_value(a_nm: float, b_nm: float) -> bool:
+    """Two readings of a label give the same length (nm, to rounding)."""
+    return math.isclose(a_nm, b_nm, rel_tol=1e-6)
+
+
 def _second_opinion(image: np.ndarray, reading: ScalebarReading, reader) -> tuple[ScaleRead | None, tuple | None]:
     """The project's label reader on `reading`'s label box, when it reads a different value
     with a score of :data:`_SECOND_OPINION_MIN_SCORE` or more: that read and its text box
@@ -1368,7 +1373,7 @@ def _second_opinion(image: np.ndarray, reading: ScalebarReading, reader) -> tupl
     sr, text_box = _read_with_label_reader(image, reading.text_bbox, reader)
     if sr is None or sr.hit.score < _SECOND_OPINION_MIN_SCORE or _number_cut(sr.hit.text) \
             or not is_round_value(sr.label.value) \
-            or math.isclose(sr.label.value_nm, reading.value_nm, rel_tol=1e-6):
+            or _same_value(sr.label.value_nm, reading.value_nm):
         # no opinion from a number cut at its start (".5 µm" of "[2,5 µm" that PP-OCR read
         # right, synthetic 310,000,028: the widened box lost a digit) or from a value no scale
         # bar has ("11 um" of "1 um", 0.83, synthetic 340,000,076)
@@ -1720,14 +1725,15 @@ def _left_out_glyphs(image: np.ndarray, text_box) -> list[tuple[float, float, fl
             if glyph or point:
                 edges = (ca + sl[1].stop, ca + sl[1].start) if start else (ca + sl[1].start, ca + sl[1].stop)
                 glyphs.append((*edges, glyph))
-        edge = reached = x0 if start else x1
+        end = x0 if start else x1  # the line's end on this side
+        edge = reached = end
         for near, far, glyph in sorted(glyphs, key=lambda g: -g[0] if start else g[0]):
             if abs(reached - near) > _LEFT_OUT_GAP_TH * th and ((near < reached) if start else (near > reached)):
                 break  # too far from the line (marks overlapping the reach so far are in)
             reached = min(reached, far) if start else max(reached, far)
             if glyph:
                 edge = reached
-        if edge != (x0 if start else x1):
+        if edge != end:
             pad = 0.2 * th
             grown = (max(0.0, edge - pad), y0, x1, y1) if start else (x0, y0, min(float(w_img), edge + pad), y1)
             out.append(_transposed_box(grown) if vertical else grown)
@@ -1896,6 +1902,15 @@ def read_scalebar(
     unparsed: list[tuple] = []
     bar_lines = None  # find_bar_lines(arr), once step 4 has run
 
+    def the_label_reader():
+        """The label reader (steps 8a, 8 and 9), loaded on first use."""
+        nonlocal label_reader
+        if label_reader is None:
+            from micrometry.calibrate.scalebar.label_reader import load_label_reader
+
+            label_reader = load_label_reader()
+        return label_reader
+
     def consider(sr, text_box, label_score, via_text_search, read_by="pp-ocr", disputed=False) -> bool:
         """Pair a read label with a bar; True when a reading came out of it."""
         nonlocal best
@@ -2060,24 +2075,18 @@ def read_scalebar(
     #     (a decimal point PP-OCR dropped: "25um" of "2.5 µm", synthetic 400,000,103, 0.64)
     if use_label_reader and best is not None and 0.5 <= best.confidence < 0.8 \
             and best.checks["label_read_by"] == "pp-ocr":
-        from micrometry.calibrate.scalebar.label_reader import load_label_reader
-
-        label_reader = label_reader if label_reader is not None else load_label_reader()
-        sr, text_box = _second_opinion(arr, best, label_reader)
+        sr, text_box = _second_opinion(arr, best, the_label_reader())
         if sr is not None:  # both trusted less; the more trusted of the two stays best
             first = best
             best = _disputed(first)
-            consider(sr, text_box, first.checks["label_score"], via_text_search=first.checks["label_found_by"] != "detector",
-                     read_by="label-reader", disputed=True)
+            consider(sr, text_box, first.checks["label_score"],
+                     via_text_search=first.checks["label_found_by"] != "detector", read_by="label-reader",
+                     disputed=True)
     # 8. (step 11 of the module's list) still nothing trusted: label boxes read by the
     #    project's own label reader, trained on the generator's labels (small, blurred or faint
     #    glyphs that PP-OCR misreads or does not read: "1 µm" at 10 px after JPEG); the most
     #    trusted reading wins
-    reader = None
-    if use_label_reader and (best is None or best.confidence < 0.5):
-        from micrometry.calibrate.scalebar.label_reader import load_label_reader
-
-        reader = label_reader if label_reader is not None else load_label_reader()
+    reader = the_label_reader() if use_label_reader and (best is None or best.confidence < 0.5) else None
     if reader is not None and (labels or unparsed):
         pp_ocr = best
         # the detected label boxes (the zoomed step's too), then short lines PP-OCR's text
@@ -2092,7 +2101,7 @@ def read_scalebar(
                 # PP-OCR read this label to another value ("10 pm", a µ read p, against "10 nm"):
                 # one of the two readers is wrong, and nothing says which
                 disputed = (pp_ocr is not None and _iou(pp_ocr.text_bbox, text_box) > 0.3
-                            and not math.isclose(pp_ocr.value_nm, sr.label.value_nm, rel_tol=1e-6))
+                            and not _same_value(pp_ocr.value_nm, sr.label.value_nm))
                 if disputed and best is pp_ocr and pp_ocr.checks["factors"]["readers_agree"] == 1.0:
                     # a dispute weighs on both readings: PP-OCR's is trusted less too (its
                     # "120nm" of a "20 nm" beside a bar's end tick against the reader's "20 nm")

@@ -168,6 +168,27 @@ def test_trim_leaves_out_the_blurred_tip_of_a_bar_at_the_crops_side():
     assert x0 <= box[0] + 1
 
 
+def test_trim_keeps_glyphs_cut_by_the_crops_side():
+    """A crop ending inside "nm" (synthetic 600,000,033: 8-px glyphs, their stems apart): the
+    cut glyphs are as low and wide as a bar's tip at the side, but hollow, and a row crosses
+    their four stems, so they stay in the glyph box; a solid tip is left out."""
+    from micrometry.calibrate.scalebar.ocr import _trim
+
+    crop = np.zeros((12, 44), np.uint8)
+    for x in (4, 10):
+        crop[2:10, x:x + 3] = 230  # two digits ("11")
+    for x in (26, 31, 36, 41):
+        crop[4:10, x:x + 2] = 230  # the stems of "nm", cut by the crop's side
+    crop[4:6, 26:44] = 230  # their arches
+    x0, _, x1, _ = _trim(crop, 100, 50, 144, 62)
+    assert x1 == 144, (x0, x1)
+    solid = crop.copy()
+    solid[4:10, 26:44] = 0
+    solid[5:9, 26:44] = 230  # a bar's blurred tip instead, half a glyph high
+    x0, _, x1, _ = _trim(solid, 100, 50, 144, 62)
+    assert x1 <= 126, (x0, x1)
+
+
 def test_window_search_goes_straight_to_text_detection():
     img, box = render_label("500 nm", size=14, shape=(160, 360), at=(200, 110))
     window = (box[0] - 60, box[1] - 30, box[2] + 60, box[3] + 30)

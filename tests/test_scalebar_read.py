@@ -799,6 +799,49 @@ def test_label_boxes_beside_a_bar_lie_above_and_below_it():
     assert _label_boxes_beside_bar((150.0, 200.0, 160.0, 206.0), (400, 400)) == []
 
 
+def test_label_boxes_at_a_bars_side_lie_on_its_rows_or_beyond_its_ends():
+    """A 100-px horizontal bar on rows 200-205: boxes for horizontal labels of 8-33 px glyphs
+    before or after it, centred on its rows and clear of it.  A vertical bar (columns
+    200-205, rows 150-250): boxes left or right of it, level with its top, middle or bottom,
+    and above or below its ends, centred on it."""
+    from micrometry.calibrate.scalebar.read import _BESIDE_BAR_TH, _label_boxes_at_bar_side
+
+    boxes = _label_boxes_at_bar_side((150.0, 200.0, 250.0, 206.0), (400, 400))
+    assert {round((b[3] - b[1]) / 1.4, 6) for b in boxes} == {float(th) for th in _BESIDE_BAR_TH if th <= 60}
+    for x0, y0, x1, y1 in boxes:
+        assert x1 <= 150.0 or x0 >= 250.0  # before or after the bar, never over it
+        assert abs((y0 + y1) / 2 - 203.0) < 1e-9 or y0 == 0.0 or y1 == 400.0
+    assert any(b[2] <= 150.0 for b in boxes) and any(b[0] >= 250.0 for b in boxes)
+    vertical = _label_boxes_at_bar_side((200.0, 150.0, 206.0, 250.0), (400, 400))
+    beside = [b for b in vertical if b[2] <= 200.0 or b[0] >= 206.0]
+    beyond = [b for b in vertical if b[3] <= 150.0 or b[1] >= 250.0]
+    assert len(beside) + len(beyond) == len(vertical) and beside and beyond
+    assert all(abs((b[0] + b[2]) / 2 - 203.0) < 1e-9 for b in beyond if 0.0 < b[0] and b[2] < 400.0)
+    # one box of each glyph height holds the bar's last rows (a label level with its bottom end)
+    assert {round((b[3] - b[1]) / 1.4, 6) for b in beside if b[1] < 250.0 < b[3]} \
+        == {float(th) for th in _BESIDE_BAR_TH if th <= 60}
+    assert _label_boxes_at_bar_side((150.0, 200.0, 160.0, 206.0), (400, 400)) == []
+
+
+@pytest.mark.parametrize("seed, text, bar_px", [
+    (600_000_194, "100 nm", 81.0),  # a white "100 nm" right of its bar, on noise
+    (590_000_100, "5 um", 110.0),  # a faint horizontal "5 um" beside a vertical bar's bottom end
+])
+def test_a_label_no_text_detector_finds_is_read_at_its_bars_side(seed, text, bar_px):
+    """Labels no detector finds at the side of their bar (on a horizontal bar's rows, or
+    level with a vertical bar's end) are read there by the label reader, trusted little."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(seed)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"]) == (text, bar_px)
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.checks["label_read_by"] == "label-reader", r
+    assert r.confidence < 0.5 and r.value_nm == truth["value_nm"], r
+    assert abs(r.nm_per_px / (truth["value_nm"] / bar_px) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
+
+
 def test_a_faint_label_no_text_detector_finds_is_read_beside_its_bar():
     """Synthetic 80,000,151: a dark-grey "1 µm" over a black bar on a dark micrograph.
     Neither the detector (whole image or zoomed) nor PP-OCR's text detector finds the label;
@@ -860,6 +903,79 @@ def test_a_bar_end_in_a_label_box_is_cut_off_but_glyphs_beyond_it_are_not():
     # the same on a float image with the opposite polarity (dark bar and glyphs, light ground)
     inv = 1.0 - img.astype(np.float32) / 255
     assert _cut_bar_ends(inv, (388.0, 32.0, 452.0, 56.0)) == (395.0, 32.0, 452.0, 56.0)
+
+
+def test_glyphs_cut_by_a_label_box_and_a_gap_before_a_bar_are_no_bar_end():
+    """A box ending inside the last glyph of a label whose unit is followed, 2 px on, by a bar
+    on the glyphs' rows: the ink through the box's side breaks at the gap, so the box is not
+    cut (synthetic 600,000,033 was cut before its "nm", and the bar then found beside the
+    digits was the unit's glyphs); with no gap the same ink is a bar's end."""
+    from micrometry.calibrate.scalebar.read import _cut_bar_ends
+
+    img = np.full((80, 500), 20, np.uint8)
+    for x in (160, 170):
+        img[34:54, x:x + 2] = 255  # two digits ("11")
+    for x in range(200, 232, 8):
+        img[34:54, x:x + 2] = 255  # four glyph stems, 6 px apart
+    img[34:37, 200:234] = 255  # joined at their tops, as "nm" is by its arches
+    img[34:42, 236:346] = 255  # the bar, 2 px after the last glyph
+    box = (150.0, 30.0, 228.0, 58.0)  # ends inside the unit's glyphs
+    assert _cut_bar_ends(img, box) == box
+    touching = img.copy()
+    touching[34:42, 234:236] = 255  # no gap: the ink runs on into the bar
+    assert _cut_bar_ends(touching, box) == (150.0, 30.0, 200.0, 58.0)
+
+
+def test_a_unit_cut_by_a_label_box_is_not_measured_as_the_bar():
+    """Synthetic 600,000,033: a white "500 nm" left of a white bar 2 px after its "m", in a
+    black box.  A zoomed label box ending inside the "nm" was trimmed before it, and the bar
+    found beside those digits was the unit's glyphs (13.8 px for 83, confidence 0.52)."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(600_000_033)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"], truth["label_pos"]) == ("500 nm", 83.0, "left")
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.value_nm == 500, r
+    assert abs(r.nm_per_px / (500 / 83) - 1) <= 0.02, (r.nm_per_px, r.bar_px, r.text_bbox)
+    assert r.text_bbox[2] >= truth["text_bbox"][3] - 2  # the glyph box holds the unit
+
+
+def test_a_weak_label_box_after_the_first_three_is_read_when_nothing_else_is():
+    """Synthetic 620,000,123: a clear 49-px "1 µm" left of a thin bar with end ticks, on
+    noise.  The detector scores its box 0.075, fourth after boxes on noise and on a "20.0 kV";
+    no other step reads it, so it is read once nothing else was."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(620_000_123)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"]) == ("1 µm", 183.0)
+    det = load_detector()
+    label_boxes = [d.box for d in det.detect(img) if d.cls == "label"]
+    ty0, tx0, ty1, tx1 = truth["text_bbox"]
+    on_label = [i for i, b in enumerate(label_boxes) if b[0] < tx1 and b[2] > tx0 and b[1] < ty1 and b[3] > ty0]
+    assert on_label and min(on_label) >= 3, label_boxes
+    r = read_scalebar(img, detector=det)
+    assert r is not None and r.value_nm == 1000, r
+    assert abs(r.nm_per_px / (1000 / 183) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
+
+
+def test_no_dispute_when_the_label_reader_also_reads_pp_ocrs_value():
+    """Synthetic 610,000,058: a vertical "2.5um" beside a vertical line.  PP-OCR reads it
+    whole, and so does the label reader in one of its boxes; in a zoomed box cut at the
+    point it reads "25um".  That reading is disputed, PP-OCR's is not, and it wins."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(610_000_058)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"], truth["orientation"]) == ("2.5um", 150.0, "vertical")
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.value_nm == 2500, r
+    assert r.checks["factors"]["readers_agree"] == 1.0, r.checks
+    assert abs(r.nm_per_px / (2500 / 150) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
 
 
 def test_a_label_read_beside_a_bar_s_end_leaves_the_bar_whole():

@@ -333,6 +333,22 @@ def _is_bracket(mask: np.ndarray, glyph_h: float) -> bool:
                 and only_at_ends(ticks))
 
 
+#: Share of its bounding box a component at a label crop's side fills at most to be glyphs
+#: cut by the side (:func:`_cut_glyphs`).
+_SOLID_END = 0.75
+
+
+def _cut_glyphs(component: np.ndarray, area: int) -> bool:
+    """Whether a component at a label crop's side is glyphs the side cut ("nm"), not a bar's
+    end: it fills less of its box than a bar's end (:data:`_SOLID_END`), and a row crosses
+    three strokes or more (the stems of "n", "m", "u", "µ"; a bar's end tick crosses the
+    line's rows once, and its own rows once, the line beside it at most)."""
+    if area >= _SOLID_END * component.size:
+        return False
+    starts = component[:, :1].sum(axis=1) + (component[:, 1:] & ~component[:, :-1]).sum(axis=1)
+    return int(starts.max()) >= 3
+
+
 def _trim(crop: np.ndarray, xa: int, ya: int, xb: int, yb: int) -> tuple[int, int, int, int]:
     """Shrink a label crop to its glyphs: drop a scale bar or a frame edge caught
     in a loose box (long thin components), keep a margin around the rest."""
@@ -355,6 +371,7 @@ def _trim(crop: np.ndarray, xa: int, ya: int, xb: int, yb: int) -> tuple[int, in
     # glyph height: the median height of the components that are not specks
     tall = [sl[0].stop - sl[0].start for sl in slices if sl[0].stop - sl[0].start >= 0.25 * h]
     glyph_h = float(np.median(tall)) if tall else float(h)
+    area = np.bincount(lab.ravel(), minlength=n + 1)
     for i, sl in enumerate(slices, start=1):
         rows, cols = sl
         bh, bw = rows.stop - rows.start, cols.stop - cols.start
@@ -362,8 +379,9 @@ def _trim(crop: np.ndarray, xa: int, ya: int, xb: int, yb: int) -> tuple[int, in
             (bw >= 0.5 * w and bh <= 0.2 * h)  # a bar or frame edge across the box
             or (bw >= 4 * bh and bw >= 1.5 * glyph_h and bh <= 0.35 * glyph_h)  # a short bar next to the glyphs
             # a bar's end beside, or only its tip, blurred thicker than long (a 4 x 5 px end of a
-            # 2-px line beside "1 µm" caught by a box widened past the glyphs, synthetic 80,000,176)
-            or ((cols.start == 0 or cols.stop == w)
+            # 2-px line beside "1 µm" caught by a box widened past the glyphs, synthetic 80,000,176),
+            # unlike the "nm" of "500 nm" ending at the box's side (synthetic 600,000,033)
+            or ((cols.start == 0 or cols.stop == w) and not _cut_glyphs(lab[sl] == i, area[i])
                 and ((bw >= 2 * bh and bh <= 0.8 * glyph_h) or (bw >= bh and bh <= 0.5 * glyph_h)))
             or (bh >= 0.8 * h and bw <= 0.1 * w and (cols.start == 0 or cols.stop == w))  # a vertical edge
         )

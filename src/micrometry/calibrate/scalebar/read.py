@@ -72,7 +72,9 @@
     (:meth:`~micrometry.calibrate.scalebar.detect.ScalebarDetector.detect_zoomed`:
     a 9-px label on a 1,000-px image shrinks to 5 px in the whole image's view);
     its new label boxes are read as in step 2 and, when still nothing is read,
-    labels are looked for around its new bars as in step 5;
+    labels are looked for around its new bars as in step 5; when still nothing
+    is read, the detector's weaker label boxes after the first three (up to three
+    more) are read as in step 2;
 11. if still nothing was read with confidence 0.5 or more, the detected label
     boxes (those of step 10 too), and the short lines PP-OCR's text detector found in
     any step but read as no scale label ("SONM"), are read by the project's own
@@ -81,18 +83,23 @@
     blurred by resampling or JPEG, that PP-OCR misreads or does not read) and
     paired with a bar as in step 3; the most trusted reading of all wins.  When
     the two readers read the same box as different values, both readings are
-    trusted less.  A reading by PP-OCR with confidence from 0.5 to 0.8 gets the
-    label reader's second opinion on its label box: a different value read with
-    a score of :data:`_SECOND_OPINION_MIN_SCORE` or more, a round value whose
-    number is not cut at its start, disputes it ("25um" of a "2.5 µm" whose point
-    PP-OCR dropped);
+    trusted less, unless the label reader also read PP-OCR's value in another of
+    its boxes (only its own differing reading is then).  A reading by PP-OCR
+    with confidence from 0.5 to 0.8 gets the label reader's second opinion on
+    its label box: a different value read with a score of
+    :data:`_SECOND_OPINION_MIN_SCORE` or more, a round value whose number is not
+    cut at its start, disputes it ("25um" of a "2.5 µm" whose point PP-OCR
+    dropped);
 12. if still nothing was read, the label reader reads the places where a label
     sits beside each bar (up to four: detected bars, then bar-like lines of step 7),
     for glyphs of 8-33 px above and below a horizontal bar, beside a vertical one
-    (:func:`_label_boxes_beside_bar`): a faint label on a ground of nearly its grey
-    level, or on a noisy micrograph, that no text detector finds beside a bar that
-    stands out.  Such a reading has no detector vote for its label and is read by
-    the label reader, so it stays below 0.5.
+    (:func:`_label_boxes_beside_bar`), and for horizontal labels at a bar's side:
+    before or after a horizontal bar on its rows, beside a vertical one level with
+    its ends or middle, or beyond its ends (:func:`_label_boxes_at_bar_side`): a
+    faint label on a ground of nearly its grey level, or on a noisy micrograph,
+    that no text detector finds beside a bar that stands out.  Such a reading
+    has no detector vote for its label and is read by the label reader, so it
+    stays below 0.5.
 
 Confidence (:func:`reading_confidence`) multiplies the evidence: detector
 scores of label and bar, OCR score, and penalties for every check that
@@ -1579,8 +1586,8 @@ def _best_label_reading(image: np.ndarray, boxes, vertical: bool, reader) -> tup
     return _unscored_read(label, TextHit(text, score, text_box)), text_box
 
 
-#: A label box's end whose ink, on the rows it holds, goes on outside the box over this many
-#: box heights with at least :data:`_BAR_END_FILL` of those pixels inked is a bar's end.
+#: A label box's end whose ink, on a row it holds, goes on outside the box unbroken over
+#: :data:`_BAR_END_FILL` of this many box heights is a bar's end.
 _BAR_END_REACH = 1.0
 _BAR_END_FILL = 0.7
 
@@ -1595,7 +1602,7 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
     110-px bar, whose last 8 px the box took in; 94.7 px measured).  A run of inked columns
     (Otsu's threshold, the label's polarity) from the box's side is such an end when, on a
     row it holds, the ink goes on through the side and outside the box for
-    :data:`_BAR_END_REACH` box heights with :data:`_BAR_END_FILL` of the pixels inked
+    :data:`_BAR_END_FILL` of :data:`_BAR_END_REACH` box heights unbroken
     (glyphs beyond a cut box leave gaps; glyphs inside keep a margin from the side, and a bar
     a few pixels beyond them is no end run through it: synthetic 340,000,023); the box is
     then moved in past the run.
@@ -1641,9 +1648,14 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
             continue  # the image's edge: nothing beside to follow
         rows = np.flatnonzero(ink[:, lo:hi].any(axis=1))
         ink_out = inked(image[ya + rows[0]: ya + rows[-1] + 1, o0:o1])
-        near = ink_out[:, -2:] if side == 0 else ink_out[:, :2]
-        # a bar's rows: inked outside next to the box, and over most of the reach
-        if (near.all(axis=1) & (ink_out.mean(axis=1) >= _BAR_END_FILL)).any():
+        if side == 0:
+            ink_out = ink_out[:, ::-1]  # columns counted from the box's side
+        # a bar's rows: inked from the box's side on, unbroken, over most of the reach (the
+        # "nm" of "500 nm" cut by the box is followed by a 2-px gap before the bar beside it,
+        # synthetic 600,000,033: the box cut there lost the unit, and the bar then found
+        # beside it was the unit's glyphs)
+        unbroken = np.where(ink_out.all(axis=1), reach, np.argmin(ink_out, axis=1))
+        if (unbroken >= _BAR_END_FILL * reach).any():
             if side == 0:
                 x0 = float(xa + hi)
             else:
@@ -1818,6 +1830,54 @@ def _label_boxes_beside_bar(bar_box, shape) -> list[tuple[float, float, float, f
     return out
 
 
+#: Widths (in glyph heights) of the boxes read for a horizontal label on a bar's side: a short
+#: label ("1 µm", about 3) and a long one ("100 nm", about 5).
+_SIDE_LABEL_TW = (3.5, 5.5)
+
+
+def _label_boxes_at_bar_side(bar_box, shape) -> list[tuple[float, float, float, float]]:
+    """Boxes where a horizontal label may sit at the side of a bar: before or after a
+    horizontal bar, on its rows; left or right of a vertical bar (its top at the bar's top,
+    its middle at the bar's middle, or its bottom at the bar's bottom), or above or below
+    the vertical bar's ends, centred on it.
+
+    For each glyph height ``th`` of :data:`_BESIDE_BAR_TH` up to 0.6 of the bar's length:
+    boxes 1.4 ``th`` tall and :data:`_SIDE_LABEL_TW` ``th`` wide, at
+    :data:`_BESIDE_BAR_GAPS` from the bar.  Clipped to `shape`; boxes left under 2 ``th``
+    wide or 0.8 ``th`` tall are dropped.
+
+    Parameters
+    ----------
+    bar_box : (x0, y0, x1, y1)
+        The measured bar's box, image pixels.
+    shape : (M, N)
+        The image's shape.
+    """
+    bx0, by0, bx1, by1 = (float(v) for v in bar_box)
+    vertical = by1 - by0 > bx1 - bx0
+    length = (by1 - by0) if vertical else (bx1 - bx0)
+    cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
+    out = []
+    for th in _BESIDE_BAR_TH:
+        if th > 0.6 * length:
+            break
+        hh = 1.4 * th
+        for gap in _BESIDE_BAR_GAPS:
+            for tw in _SIDE_LABEL_TW:
+                w = tw * th
+                if not vertical:
+                    boxes = [(bx0 - gap * th - w, cy - hh / 2), (bx1 + gap * th, cy - hh / 2)]
+                else:
+                    boxes = [(x, y) for x in (bx0 - gap * th - w, bx1 + gap * th)
+                             for y in (by0 - 0.2 * th, cy - hh / 2, by1 + 0.2 * th - hh)]
+                    boxes += [(cx - w / 2, by0 - gap * th - hh), (cx - w / 2, by1 + gap * th)]
+                for x0, y0 in boxes:
+                    box = _clip_box(x0, y0, x0 + w, y0 + hh, shape)
+                    if box[2] - box[0] >= 2 * th and box[3] - box[1] >= 0.8 * th:
+                        out.append(box)
+    return out
+
+
 def _read_beside_bar(image: np.ndarray, m: BarMeasurement, reader) -> tuple[ScaleRead | None, tuple | None]:
     """The project's label reader on the boxes where a label may sit beside a measured bar
     (:func:`_label_boxes_beside_bar`; for a vertical bar on the transposed geometry, the
@@ -1831,7 +1891,10 @@ def _read_beside_bar(image: np.ndarray, m: BarMeasurement, reader) -> tuple[Scal
         boxes = [_transposed_box(b) for b in _label_boxes_beside_bar(_transposed_box(m.bbox), image.shape[::-1])]
     else:
         boxes = _label_boxes_beside_bar(m.bbox, image.shape)
-    return _best_label_reading(image, boxes, vertical, reader)
+    along = _best_label_reading(image, boxes, vertical, reader)
+    at_side = _best_label_reading(image, _label_boxes_at_bar_side(m.bbox, image.shape), False, reader)
+    return max((r for r in (along, at_side) if r[0] is not None), key=lambda r: r[0].hit.score,
+               default=(None, None))
 
 
 def read_scalebar(
@@ -2070,6 +2133,15 @@ def read_scalebar(
             read_detected_label(d)
         if best is None:
             read_around_bars([d.box for d in new_bars])
+    # 7b. (step 10 of the module's list) still nothing read: the detector's weaker label boxes
+    #     after the first `max_labels` (a clear 49-px "1 µm" beside a thin bar, scored 0.075 and
+    #     fourth after boxes on a "20.0 kV" and on noise, synthetic 620,000,123)
+    if best is None:
+        more_labels = [d for d in dets if d.cls == "label"][max_labels:2 * max_labels]
+        more_labels = [d for d in more_labels if not any(_iou(d.box, o.box) > 0.5 for o in labels)]
+        labels.extend(more_labels)
+        for d in more_labels:
+            read_detected_label(d)
     # 8a. (step 11 of the module's list) a reading PP-OCR made, trusted but not fully: the
     #     project's label reader reads its label box too, and a different value disputes it
     #     (a decimal point PP-OCR dropped: "25um" of "2.5 µm", synthetic 400,000,103, 0.64)
@@ -2095,19 +2167,25 @@ def read_scalebar(
         for box, src in unparsed:
             if not any(_iou(box, b[0]) > 0.5 for b in boxes):
                 boxes.append((box, src, 0.0, True))
+        reads = []  # (read, text box, score, via text search, on PP-OCR's label, same value as it)
         for box, src, score, via_text_search in boxes:
             sr, text_box = _read_with_label_reader(src, box, reader)
             if sr is not None:
-                # PP-OCR read this label to another value ("10 pm", a µ read p, against "10 nm"):
-                # one of the two readers is wrong, and nothing says which
-                disputed = (pp_ocr is not None and _iou(pp_ocr.text_bbox, text_box) > 0.3
-                            and not _same_value(pp_ocr.value_nm, sr.label.value_nm))
-                if disputed and best is pp_ocr and pp_ocr.checks["factors"]["readers_agree"] == 1.0:
-                    # a dispute weighs on both readings: PP-OCR's is trusted less too (its
-                    # "120nm" of a "20 nm" beside a bar's end tick against the reader's "20 nm")
-                    best = pp_ocr = _disputed(pp_ocr)
-                consider(sr, text_box, score, via_text_search=via_text_search, read_by="label-reader",
-                         disputed=disputed)
+                on_label = pp_ocr is not None and _iou(pp_ocr.text_bbox, text_box) > 0.3
+                same = on_label and _same_value(pp_ocr.value_nm, sr.label.value_nm)
+                reads.append((sr, text_box, score, via_text_search, on_label, same))
+        # PP-OCR read a label to another value than the reader did ("10 pm", a µ read p, against
+        # "10 nm"): one of the two readers is wrong, and nothing says which.  A dispute weighs on
+        # both readings: PP-OCR's is trusted less too (its "120nm" of a "20 nm" beside a bar's
+        # end tick against the reader's "20 nm"), unless the reader read the label to PP-OCR's
+        # value as well in another of its boxes (a zoomed box that lost the point of "2.5um",
+        # which PP-OCR and the reader's other box read whole, synthetic 610,000,058)
+        if any(on and not same for _, _, _, _, on, same in reads) and not any(same for *_, same in reads) \
+                and best is pp_ocr and pp_ocr.checks["factors"]["readers_agree"] == 1.0:
+            best = pp_ocr = _disputed(pp_ocr)
+        for sr, text_box, score, via_text_search, on_label, same in reads:
+            consider(sr, text_box, score, via_text_search=via_text_search, read_by="label-reader",
+                     disputed=on_label and not same)
     # 9. (step 12 of the module's list) still nothing read: the label reader on the places
     #    beside each bar (detected, or a bar-like line) where a label sits, for a label that
     #    no text detector finds (faint glyphs on a ground of nearly their grey level)

@@ -926,6 +926,55 @@ def test_glyphs_cut_by_a_label_box_and_a_gap_before_a_bar_are_no_bar_end():
     assert _cut_bar_ends(touching, box) == (150.0, 30.0, 200.0, 58.0)
 
 
+def test_a_vertical_bar_passing_a_label_box_s_end_is_cut_off():
+    """A white vertical bar (columns 100-104, rows 40-140) whose top a label's glyph box
+    (rows 38-55) took in, 2 px in from its side: the box moves in past the bar, also with
+    the bar running up from the box instead; the same box over a "1" as tall as the glyphs,
+    which goes on neither above nor below, stays."""
+    from micrometry.calibrate.scalebar.read import _cut_bar_ends
+
+    img = np.full((200, 300), 40, np.uint8)
+    for x in range(108, 150, 8):
+        img[42:52, x:x + 2] = 255  # glyphs
+    bar = img.copy()
+    bar[40:140, 100:105] = 255
+    box = (98.0, 38.0, 152.0, 55.0)
+    assert _cut_bar_ends(bar, box) == (105.0, 38.0, 152.0, 55.0)
+    assert _cut_bar_ends(bar[::-1], (98.0, 145.0, 152.0, 162.0)) == (105.0, 145.0, 152.0, 162.0)
+    one = img.copy()
+    one[42:52, 100:102] = 255  # a "1" where the bar was
+    assert _cut_bar_ends(one, box) == box
+
+
+def test_a_dark_noisy_ground_around_large_black_glyphs_is_no_bar_end():
+    """Synthetic 400,000,153: a black 26-px "0,1UM" on a dark noisy ground.  The glyphs
+    fill half of PP-OCR's box, so the box's own levels take the ground for ink, which runs
+    on past both ends and above; the ground around the box sets the polarity, and the box
+    stays whole (cut to "1U" it was read "0,1UM" only by the label reader, 0.44)."""
+    from micrometry.calibrate.scalebar.read import _cut_bar_ends
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(400_000_153)
+    assert info["scalebar"]["text"] == "0,1UM"
+    box = (889.0, 480.0, 975.0, 501.0)  # PP-OCR's glyph box of the line
+    assert _cut_bar_ends(img, box) == box
+
+
+def test_a_vertical_bar_is_not_measured_beside_itself_when_its_top_is_in_the_label_box():
+    """Synthetic 560,000,021: a black vertical bar at the image's left edge, a horizontal
+    "0.5 µm" beside its top.  The label's box took in the bar's top, and the bar searched for
+    outside the box was the light strip beside the bar (36.5 px for 48, confidence 0.64)."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(560_000_021)
+    truth = info["scalebar"]
+    assert (truth["text"], truth["bar_px"], truth["orientation"]) == ("0.5 µm", 48.0, "vertical")
+    r = read_scalebar(img, detector=load_detector())
+    assert r is not None and r.value_nm == 500, r
+    assert abs(r.nm_per_px / (500 / 48) - 1) <= 0.02, (r.nm_per_px, r.bar_px, r.text_bbox)
+
+
 def test_a_unit_cut_by_a_label_box_is_not_measured_as_the_bar():
     """Synthetic 600,000,033: a white "500 nm" left of a white bar 2 px after its "m", in a
     black box.  A zoomed label box ending inside the "nm" was trimmed before it, and the bar

@@ -1592,8 +1592,15 @@ _BAR_END_REACH = 1.0
 _BAR_END_FILL = 0.7
 
 
+def _unbroken(ink: np.ndarray) -> np.ndarray:
+    """Per row of a boolean (K, L) array, how many pixels from its first are inked unbroken
+    (L where all are)."""
+    return np.where(ink.all(axis=1), ink.shape[1], np.argmin(ink, axis=1))
+
+
 def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, float]:
-    """A horizontal label's glyph box without the end of a bar beside the label.
+    """A horizontal label's glyph box without the end of a bar beside the label, or a
+    vertical bar passing its end.
 
     A label box widened along its text (as the label reader reads it) takes in the end of a
     bar drawn beside the label; :func:`~micrometry.calibrate.scalebar.ocr._trim` keeps that
@@ -1605,7 +1612,10 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
     :data:`_BAR_END_FILL` of :data:`_BAR_END_REACH` box heights unbroken
     (glyphs beyond a cut box leave gaps; glyphs inside keep a margin from the side, and a bar
     a few pixels beyond them is no end run through it: synthetic 340,000,023); the box is
-    then moved in past the run.
+    then moved in past the run.  So is a run that starts within the box's margin and holds
+    a column inked over most of the box's rows and on, unbroken, above or below it: a
+    vertical bar passing the label's end (its top taken into a line's box, synthetic
+    560,000,021).  Applied to every label box before it is paired with a bar.
 
     Parameters
     ----------
@@ -1626,8 +1636,13 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
     crop = image[ya:yb, xa:xb]  # the image's own levels, inside the box and out
     if h < 4 or w < 2 * h or not np.isfinite(crop).all() or crop.max() == crop.min():
         return tuple(float(v) for v in text_box)
-    light = _dark_on_light(crop)
     th = _otsu(crop)
+    # the glyphs' polarity: the ground around the box is on the other side of the threshold
+    # (the crop's own levels misjudge it where large black glyphs fill half the box on a dark
+    # noisy ground, synthetic 400,000,153: the ground was taken for ink, and for a bar's end)
+    ring = np.concatenate([image[max(ya - 2, 0):ya, xa:xb].ravel(), image[yb:yb + 2, xa:xb].ravel(),
+                           image[ya:yb, max(xa - 2, 0):xa].ravel(), image[ya:yb, xb:xb + 2].ravel()])
+    light = float(np.median(ring)) > th if ring.size else _dark_on_light(crop)
 
     def inked(a: np.ndarray) -> np.ndarray:
         return a < th if light else a > th
@@ -1636,26 +1651,47 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
     cols = ink.any(axis=0)
     reach = int(math.ceil(_BAR_END_REACH * h))
     x0, x1 = float(text_box[0]), float(text_box[2])
+    margin = max(2, round(0.15 * h)) + 1  # a glyph box's margin (ocr._trim), and a pixel
     for side in (0, 1):  # the box's left end, then its right end (columns counted from it)
         c = cols if side == 0 else cols[::-1]
-        gaps = np.flatnonzero(~c)
-        run = int(gaps[0]) if gaps.size else w  # inked columns from the side on
-        if run == 0 or run > 0.5 * w:
-            continue  # no ink at the side (glyphs keep a margin from it), or no end run
-        lo, hi = (0, run) if side == 0 else (w - run, w)  # the run: columns [lo, hi)
+        first = np.flatnonzero(c)
+        if first.size == 0 or first[0] > margin:
+            continue
+        start = int(first[0])  # the first inked column from the side
+        gaps = np.flatnonzero(~c[start:])
+        run = int(gaps[0]) if gaps.size else w - start  # inked columns from there on
+        if run > 0.5 * w:
+            continue  # no end run
+        lo, hi = (start, start + run) if side == 0 else (w - start - run, w - start)  # columns [lo, hi)
+        bar_end = False
         o0, o1 = (xa - reach, xa) if side == 0 else (xb, xb + reach)
-        if o0 < 0 or o1 > image.shape[1]:
-            continue  # the image's edge: nothing beside to follow
-        rows = np.flatnonzero(ink[:, lo:hi].any(axis=1))
-        ink_out = inked(image[ya + rows[0]: ya + rows[-1] + 1, o0:o1])
-        if side == 0:
-            ink_out = ink_out[:, ::-1]  # columns counted from the box's side
-        # a bar's rows: inked from the box's side on, unbroken, over most of the reach (the
-        # "nm" of "500 nm" cut by the box is followed by a 2-px gap before the bar beside it,
-        # synthetic 600,000,033: the box cut there lost the unit, and the bar then found
-        # beside it was the unit's glyphs)
-        unbroken = np.where(ink_out.all(axis=1), reach, np.argmin(ink_out, axis=1))
-        if (unbroken >= _BAR_END_FILL * reach).any():
+        if start == 0 and o0 >= 0 and o1 <= image.shape[1]:  # (at the image's edge nothing is beside)
+            rows = np.flatnonzero(ink[:, lo:hi].any(axis=1))
+            ink_out = inked(image[ya + rows[0]: ya + rows[-1] + 1, o0:o1])
+            # a bar's rows: inked from the box's side on, unbroken, over most of the reach (the
+            # "nm" of "500 nm" cut by the box is followed by a 2-px gap before the bar beside it,
+            # synthetic 600,000,033: the box cut there lost the unit, and the bar then found
+            # beside it was the unit's glyphs)
+            bar_end = bool((_unbroken(ink_out[:, ::-1] if side == 0 else ink_out) >= _BAR_END_FILL * reach).any())
+        # or a vertical bar passing the label's end, within the box's margin: a column of the
+        # run inked over the box's rows and on, unbroken, above or below it (a vertical bar whose
+        # label's box took in its top, synthetic 560,000,021: measured beside itself)
+        # and with the ground beside it, towards the glyphs (not a ground taken for ink where
+        # the label's polarity was misjudged: large black glyphs on a dark noisy ground,
+        # synthetic 400,000,153)
+        full = ink[:, lo:hi].mean(axis=0) >= _BAR_END_FILL
+        if not bar_end and full.any():
+            inner = slice(xa + hi, xa + hi + 2) if side == 0 else slice(xa + lo - 2, xa + lo)
+            for r0, r1 in ((yb, yb + reach), (ya - reach, ya)):
+                if r0 < 0 or r1 > image.shape[0]:
+                    continue
+                out = inked(image[r0:r1, xa + lo: xa + hi]).T
+                out = out if r0 == yb else out[:, ::-1]  # rows counted from the box
+                if (_unbroken(out)[full] >= _BAR_END_FILL * reach).any() \
+                        and inked(image[r0:r1, inner]).mean() <= 1 - _BAR_END_FILL:
+                    bar_end = True
+                    break
+        if bar_end:
             if side == 0:
                 x0 = float(xa + hi)
             else:
@@ -1979,6 +2015,7 @@ def read_scalebar(
         nonlocal best
         if read_by == "pp-ocr":  # a line split at a wide gap ("25 μm" of "0.25 μm") read whole
             sr, text_box = _whole_line(arr, sr, text_box, threads)
+        text_box = _cut_bar_ends(arr, text_box)  # (a vertical bar's top in a line's box)
         r = _candidate(arr, sr, text_box, label_score, bars, via_text_search=via_text_search, read_by=read_by,
                        disputed=disputed)
         if r is not None and (best is None or r.confidence > best.confidence):

@@ -1598,7 +1598,7 @@ def _unbroken(ink: np.ndarray) -> np.ndarray:
     return np.where(ink.all(axis=1), ink.shape[1], np.argmin(ink, axis=1))
 
 
-def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, float]:
+def _cut_bar_ends(image: np.ndarray, text_box, beside: bool = True) -> tuple[float, float, float, float]:
     """A horizontal label's glyph box without the end of a bar beside the label, or a
     vertical bar passing its end.
 
@@ -1615,7 +1615,10 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
     then moved in past the run.  So is a run that starts within the box's margin and holds
     a column inked over most of the box's rows and on, unbroken, above or below it: a
     vertical bar passing the label's end (its top taken into a line's box, synthetic
-    560,000,021).  Applied to every label box before it is paired with a bar.
+    560,000,021).  Every label box is cut so before it is paired with a bar; the label
+    reader's boxes at both kinds of end, PP-OCR's at a vertical bar's only (their ends are
+    the text detector's: an end run there is glyphs joined to a bar by blur, the "nm" of
+    "200 nm" before a double bar, synthetic 530,000,045).
 
     Parameters
     ----------
@@ -1623,6 +1626,9 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
         The image (grey).
     text_box : (x0, y0, x1, y1)
         The glyph box, image pixels.
+    beside : bool, optional
+        Whether the end of a bar beside the label is cut off too (default), or only a
+        vertical bar passing its end.
 
     Returns
     -------
@@ -1665,7 +1671,7 @@ def _cut_bar_ends(image: np.ndarray, text_box) -> tuple[float, float, float, flo
         lo, hi = (start, start + run) if side == 0 else (w - start - run, w - start)  # columns [lo, hi)
         bar_end = False
         o0, o1 = (xa - reach, xa) if side == 0 else (xb, xb + reach)
-        if start == 0 and o0 >= 0 and o1 <= image.shape[1]:  # (at the image's edge nothing is beside)
+        if beside and start == 0 and o0 >= 0 and o1 <= image.shape[1]:  # (at the image's edge nothing is beside)
             rows = np.flatnonzero(ink[:, lo:hi].any(axis=1))
             ink_out = inked(image[ya + rows[0]: ya + rows[-1] + 1, o0:o1])
             # a bar's rows: inked from the box's side on, unbroken, over most of the reach (the
@@ -2015,7 +2021,9 @@ def read_scalebar(
         nonlocal best
         if read_by == "pp-ocr":  # a line split at a wide gap ("25 μm" of "0.25 μm") read whole
             sr, text_box = _whole_line(arr, sr, text_box, threads)
-        text_box = _cut_bar_ends(arr, text_box)  # (a vertical bar's top in a line's box)
+        # a vertical bar's top in a line's box (the label reader's boxes are cut at a bar's end
+        # beside them too, in _best_label_reading)
+        text_box = _cut_bar_ends(arr, text_box, beside=False)
         r = _candidate(arr, sr, text_box, label_score, bars, via_text_search=via_text_search, read_by=read_by,
                        disputed=disputed)
         if r is not None and (best is None or r.confidence > best.confidence):

@@ -45,6 +45,17 @@ def _read_with_label_box(img, box, score):
     return read_scalebar(img, detector=det, text_search=False)
 
 
+def _read_sample(seed: int):
+    """A synthetic sample's scale-bar truth (``info["scalebar"]`` of
+    :func:`~micrometry.train.scalebar_detector.render_detector_sample`) and the chain's
+    reading of it with the shipped detector."""
+    from micrometry.calibrate.scalebar.detect import load_detector
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(seed)
+    return info["scalebar"], read_scalebar(img, detector=load_detector())
+
+
 def _paste_text(img, text, x, y, fg, bg, size=18):
     from micrometry.train.synth import _text_patch
 
@@ -830,13 +841,8 @@ def test_label_boxes_at_a_bars_side_lie_on_its_rows_or_beyond_its_ends():
 def test_a_label_no_text_detector_finds_is_read_at_its_bars_side(seed, text, bar_px):
     """Labels no detector finds at the side of their bar (on a horizontal bar's rows, or
     level with a vertical bar's end) are read there by the label reader, trusted little."""
-    from micrometry.calibrate.scalebar.detect import load_detector
-    from micrometry.train.scalebar_detector import render_detector_sample
-
-    img, _, info = render_detector_sample(seed)
-    truth = info["scalebar"]
+    truth, r = _read_sample(seed)
     assert (truth["text"], truth["bar_px"]) == (text, bar_px)
-    r = read_scalebar(img, detector=load_detector())
     assert r is not None and r.checks["label_read_by"] == "label-reader", r
     assert r.confidence < 0.5 and r.value_nm == truth["value_nm"], r
     assert abs(r.nm_per_px / (truth["value_nm"] / bar_px) - 1) <= 0.02, (r.nm_per_px, r.bar_px)
@@ -964,13 +970,8 @@ def test_a_vertical_bar_is_not_measured_beside_itself_when_its_top_is_in_the_lab
     """Synthetic 560,000,021: a black vertical bar at the image's left edge, a horizontal
     "0.5 µm" beside its top.  The label's box took in the bar's top, and the bar searched for
     outside the box was the light strip beside the bar (36.5 px for 48, confidence 0.64)."""
-    from micrometry.calibrate.scalebar.detect import load_detector
-    from micrometry.train.scalebar_detector import render_detector_sample
-
-    img, _, info = render_detector_sample(560_000_021)
-    truth = info["scalebar"]
+    truth, r = _read_sample(560_000_021)
     assert (truth["text"], truth["bar_px"], truth["orientation"]) == ("0.5 µm", 48.0, "vertical")
-    r = read_scalebar(img, detector=load_detector())
     assert r is not None and r.value_nm == 500, r
     assert abs(r.nm_per_px / (500 / 48) - 1) <= 0.02, (r.nm_per_px, r.bar_px, r.text_bbox)
 
@@ -979,13 +980,8 @@ def test_a_unit_cut_by_a_label_box_is_not_measured_as_the_bar():
     """Synthetic 600,000,033: a white "500 nm" left of a white bar 2 px after its "m", in a
     black box.  A zoomed label box ending inside the "nm" was trimmed before it, and the bar
     found beside those digits was the unit's glyphs (13.8 px for 83, confidence 0.52)."""
-    from micrometry.calibrate.scalebar.detect import load_detector
-    from micrometry.train.scalebar_detector import render_detector_sample
-
-    img, _, info = render_detector_sample(600_000_033)
-    truth = info["scalebar"]
+    truth, r = _read_sample(600_000_033)
     assert (truth["text"], truth["bar_px"], truth["label_pos"]) == ("500 nm", 83.0, "left")
-    r = read_scalebar(img, detector=load_detector())
     assert r is not None and r.value_nm == 500, r
     assert abs(r.nm_per_px / (500 / 83) - 1) <= 0.02, (r.nm_per_px, r.bar_px, r.text_bbox)
     assert r.text_bbox[2] >= truth["text_bbox"][3] - 2  # the glyph box holds the unit
@@ -1015,13 +1011,8 @@ def test_no_dispute_when_the_label_reader_also_reads_pp_ocrs_value():
     """Synthetic 610,000,058: a vertical "2.5um" beside a vertical line.  PP-OCR reads it
     whole, and so does the label reader in one of its boxes; in a zoomed box cut at the
     point it reads "25um".  That reading is disputed, PP-OCR's is not, and it wins."""
-    from micrometry.calibrate.scalebar.detect import load_detector
-    from micrometry.train.scalebar_detector import render_detector_sample
-
-    img, _, info = render_detector_sample(610_000_058)
-    truth = info["scalebar"]
+    truth, r = _read_sample(610_000_058)
     assert (truth["text"], truth["bar_px"], truth["orientation"]) == ("2.5um", 150.0, "vertical")
-    r = read_scalebar(img, detector=load_detector())
     assert r is not None and r.value_nm == 2500, r
     assert r.checks["factors"]["readers_agree"] == 1.0, r.checks
     assert abs(r.nm_per_px / (2500 / 150) - 1) <= 0.02, (r.nm_per_px, r.bar_px)

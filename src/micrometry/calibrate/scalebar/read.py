@@ -1865,11 +1865,16 @@ def _label_boxes_beside_bar(bar_box, shape) -> list[tuple[float, float, float, f
         w = min(5.0 * th, max(2.5 * th, 1.2 * length))
         for gap in _BESIDE_BAR_GAPS:
             for y0, y1 in ((by0 - (gap + 1.4) * th, by0 - gap * th), (by1 + gap * th, by1 + (gap + 1.4) * th)):
-                for x0 in (cx - w / 2, bx0 - 0.3 * th, bx1 + 0.3 * th - w):
-                    box = _clip_box(x0, y0, x0 + w, y1, shape)
-                    if box[2] - box[0] >= 2 * th and box[3] - box[1] >= 0.8 * th:
-                        out.append(box)
+                out += _roomy_boxes([(x0, y0, x0 + w, y1) for x0 in (cx - w / 2, bx0 - 0.3 * th, bx1 + 0.3 * th - w)],
+                                    th, shape)
     return out
+
+
+def _roomy_boxes(boxes, th: float, shape) -> list[tuple[float, float, float, float]]:
+    """`boxes` (x0, y0, x1, y1) clipped to `shape`, those left with room for a label of glyph
+    height `th` (2 ``th`` wide, 0.8 ``th`` tall) kept."""
+    clipped = [_clip_box(*b, shape) for b in boxes]
+    return [b for b in clipped if b[2] - b[0] >= 2 * th and b[3] - b[1] >= 0.8 * th]
 
 
 #: Widths (in glyph heights) of the boxes read for a horizontal label on a bar's side: a short
@@ -1908,15 +1913,12 @@ def _label_boxes_at_bar_side(bar_box, shape) -> list[tuple[float, float, float, 
             for tw in _SIDE_LABEL_TW:
                 w = tw * th
                 if not vertical:
-                    boxes = [(bx0 - gap * th - w, cy - hh / 2), (bx1 + gap * th, cy - hh / 2)]
+                    corners = [(bx0 - gap * th - w, cy - hh / 2), (bx1 + gap * th, cy - hh / 2)]
                 else:
-                    boxes = [(x, y) for x in (bx0 - gap * th - w, bx1 + gap * th)
-                             for y in (by0 - 0.2 * th, cy - hh / 2, by1 + 0.2 * th - hh)]
-                    boxes += [(cx - w / 2, by0 - gap * th - hh), (cx - w / 2, by1 + gap * th)]
-                for x0, y0 in boxes:
-                    box = _clip_box(x0, y0, x0 + w, y0 + hh, shape)
-                    if box[2] - box[0] >= 2 * th and box[3] - box[1] >= 0.8 * th:
-                        out.append(box)
+                    corners = [(x, y) for x in (bx0 - gap * th - w, bx1 + gap * th)
+                               for y in (by0 - 0.2 * th, cy - hh / 2, by1 + 0.2 * th - hh)]
+                    corners += [(cx - w / 2, by0 - gap * th - hh), (cx - w / 2, by1 + gap * th)]
+                out += _roomy_boxes([(x0, y0, x0 + w, y0 + hh) for x0, y0 in corners], th, shape)
     return out
 
 
@@ -1928,15 +1930,14 @@ def _read_beside_bar(image: np.ndarray, m: BarMeasurement, reader) -> tuple[Scal
 
     For labels that neither the detector nor PP-OCR's text detector finds (faint glyphs on
     a ground of nearly their grey level, a noisy micrograph) beside a bar that stands out."""
-    vertical = m.orientation == "v"
-    if vertical:
-        boxes = [_transposed_box(b) for b in _label_boxes_beside_bar(_transposed_box(m.bbox), image.shape[::-1])]
-    else:
-        boxes = _label_boxes_beside_bar(m.bbox, image.shape)
-    along = _best_label_reading(image, boxes, vertical, reader)
-    at_side = _best_label_reading(image, _label_boxes_at_bar_side(m.bbox, image.shape), False, reader)
-    return max((r for r in (along, at_side) if r[0] is not None), key=lambda r: r[0].hit.score,
-               default=(None, None))
+    at_side = _label_boxes_at_bar_side(m.bbox, image.shape)  # horizontal labels
+    if m.orientation != "v":  # one batch: all boxes hold horizontal text
+        return _best_label_reading(image, _label_boxes_beside_bar(m.bbox, image.shape) + at_side, False, reader)
+    # turned labels along a vertical bar, read turned; the best of both
+    along = [_transposed_box(b) for b in _label_boxes_beside_bar(_transposed_box(m.bbox), image.shape[::-1])]
+    return max((r for r in (_best_label_reading(image, along, True, reader),
+                            _best_label_reading(image, at_side, False, reader)) if r[0] is not None),
+               key=lambda r: r[0].hit.score, default=(None, None))
 
 
 def read_scalebar(
@@ -1994,7 +1995,8 @@ def read_scalebar(
     arr = grey(image)
     det = detector if detector is not None else load_detector(detector_dir, threads=threads)
     dets = det.detect(arr)
-    labels = [d for d in dets if d.cls == "label"][:max_labels]
+    detected_labels = [d for d in dets if d.cls == "label"]
+    labels = detected_labels[:max_labels]
     bars = [d for d in dets if d.cls == "bar"][:6]
 
     best: ScalebarReading | None = None
@@ -2019,11 +2021,11 @@ def read_scalebar(
     def consider(sr, text_box, label_score, via_text_search, read_by="pp-ocr", disputed=False) -> bool:
         """Pair a read label with a bar; True when a reading came out of it."""
         nonlocal best
-        if read_by == "pp-ocr":  # a line split at a wide gap ("25 μm" of "0.25 μm") read whole
+        if read_by == "pp-ocr":
+            # a line split at a wide gap ("25 μm" of "0.25 μm") read whole, and a vertical bar's
+            # top out of its box (the label reader's boxes are cut in _best_label_reading)
             sr, text_box = _whole_line(arr, sr, text_box, threads)
-        # a vertical bar's top in a line's box (the label reader's boxes are cut at a bar's end
-        # beside them too, in _best_label_reading)
-        text_box = _cut_bar_ends(arr, text_box, beside=False)
+            text_box = _cut_bar_ends(arr, text_box, beside=False)
         r = _candidate(arr, sr, text_box, label_score, bars, via_text_search=via_text_search, read_by=read_by,
                        disputed=disputed)
         if r is not None and (best is None or r.confidence > best.confidence):
@@ -2182,8 +2184,8 @@ def read_scalebar(
     #     after the first `max_labels` (a clear 49-px "1 µm" beside a thin bar, scored 0.075 and
     #     fourth after boxes on a "20.0 kV" and on noise, synthetic 620,000,123)
     if best is None:
-        more_labels = [d for d in dets if d.cls == "label"][max_labels:2 * max_labels]
-        more_labels = [d for d in more_labels if not any(_iou(d.box, o.box) > 0.5 for o in labels)]
+        more_labels = [d for d in detected_labels[max_labels:2 * max_labels]
+                       if not any(_iou(d.box, o.box) > 0.5 for o in labels)]
         labels.extend(more_labels)
         for d in more_labels:
             read_detected_label(d)
@@ -2212,25 +2214,26 @@ def read_scalebar(
         for box, src in unparsed:
             if not any(_iou(box, b[0]) > 0.5 for b in boxes):
                 boxes.append((box, src, 0.0, True))
-        reads = []  # (read, text box, score, via text search, on PP-OCR's label, same value as it)
+        reads = []  # (read, text box, score, via text search, on PP-OCR's label: same value as it?)
         for box, src, score, via_text_search in boxes:
             sr, text_box = _read_with_label_reader(src, box, reader)
             if sr is not None:
                 on_label = pp_ocr is not None and _iou(pp_ocr.text_bbox, text_box) > 0.3
-                same = on_label and _same_value(pp_ocr.value_nm, sr.label.value_nm)
-                reads.append((sr, text_box, score, via_text_search, on_label, same))
+                same = _same_value(pp_ocr.value_nm, sr.label.value_nm) if on_label else None
+                reads.append((sr, text_box, score, via_text_search, same))
         # PP-OCR read a label to another value than the reader did ("10 pm", a µ read p, against
         # "10 nm"): one of the two readers is wrong, and nothing says which.  A dispute weighs on
         # both readings: PP-OCR's is trusted less too (its "120nm" of a "20 nm" beside a bar's
         # end tick against the reader's "20 nm"), unless the reader read the label to PP-OCR's
         # value as well in another of its boxes (a zoomed box that lost the point of "2.5um",
         # which PP-OCR and the reader's other box read whole, synthetic 610,000,058)
-        if any(on and not same for _, _, _, _, on, same in reads) and not any(same for *_, same in reads) \
+        sames = [same for *_, same in reads]
+        if False in sames and True not in sames \
                 and best is pp_ocr and pp_ocr.checks["factors"]["readers_agree"] == 1.0:
             best = pp_ocr = _disputed(pp_ocr)
-        for sr, text_box, score, via_text_search, on_label, same in reads:
+        for sr, text_box, score, via_text_search, same in reads:
             consider(sr, text_box, score, via_text_search=via_text_search, read_by="label-reader",
-                     disputed=on_label and not same)
+                     disputed=same is False)
     # 9. (step 12 of the module's list) still nothing read: the label reader on the places
     #    beside each bar (detected, or a bar-like line) where a label sits, for a label that
     #    no text detector finds (faint glyphs on a ground of nearly their grey level)

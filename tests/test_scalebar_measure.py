@@ -328,3 +328,82 @@ def test_sharp_ticks_keep_the_coverage_edge():
             img = np.round(render((60, 110), rects, bg=0.08) * 255).astype(np.uint8)
             m = measure_bar(img, (x0 - 5, 20, x0 + length + 5, 41))
             assert abs(m.length_px - length) <= tol, (phase, level, m.length_px)
+
+
+def test_tight_box_on_a_blurred_ticked_bar_measures_as_a_roomy_one():
+    """A box ending 1-2 px beyond a blurred bar's ticks leaves no ground for the ends'
+    background and the ticks' flanks: the box is grown until there are `_END_ROOM` px
+    (synthetic 690,000,112: a 51-px ticked bar in a search box ending at its ticks read
+    49.9 px, 2.2 % short)."""
+    for length in (51, 73):
+        img, box = _resampled_ticked_bar(length, 2, 2, "dark", 0.5)
+        roomy = measure_bar(img, box)
+        x0 = 25
+        tight = measure_bar(img, (x0 + 1, 30, x0 + length - 1, 42))
+        assert abs(roomy.length_px - length) <= 0.5, roomy
+        assert abs(tight.length_px - roomy.length_px) <= 0.1, (tight, roomy)
+
+
+def test_growing_for_room_keeps_the_object_found():
+    """Grown for room, a box that then takes in more of the glyphs above a 1-px line makes a
+    thicker object at another threshold; the line found first is kept (synthetic
+    730,000,159: 38.9 px became 38.2)."""
+    rng = np.random.default_rng(7)
+    img = rng.normal(45, 15, (40, 120)).clip(0, 255)
+    img[30, 33:72] = 255  # the bar, 39 px
+    for x in range(36, 68, 4):  # glyph strokes ending 4 px above it, beyond the box's rows
+        img[18:26, x: x + 2] = 255
+    m = measure_bar(img.astype(np.uint8), (31, 28, 74, 33))
+    assert abs(m.length_px - 39.0) <= 0.5 and m.bbox[1] == 30, m
+
+
+def test_end_tick_parted_by_a_one_pixel_gap():
+    """A 1-px white line whose left tick a missing pixel parts from it (synthetic
+    640,000,086: measured 133.3 px of 136 from the line's end): the tick mirrors the right
+    one and is taken in; a glyph stroke as far beyond the end, taller than the ticks, is not."""
+    img = np.full((30, 200), 200, np.uint8)
+    img[15, 23:159] = 255
+    img[12:19, 20:22] = 255  # the left tick, column 22 of the line missing
+    img[12:19, 156:158] = 255  # the right tick, joined
+    img[15, 22] = 200
+    m = measure_bar(img, (24, 13, 140, 17))
+    assert abs(m.length_px - 138.0) <= 0.5 and m.bbox[0] == 20, m
+    img[12:19, 20:22] = 200
+    img[6:24, 20:22] = 255  # a stroke 18 px tall where the tick was
+    m = measure_bar(img, (24, 13, 140, 17))
+    assert abs(m.length_px - 136.0) <= 1.0 and m.bbox[0] == 23, m
+
+
+def test_ground_beyond_the_box_on_one_side_is_not_the_bar_background():
+    """A blurred white bar (peak 178 of 255) 2 px inside the top edge of the black box it is
+    drawn in, light ground beyond that edge, its label's top just under it (synthetic
+    670,000,014, the detector's box): the ring around the bar holds the light ground above
+    and the black box below, and only a patch on both sides of a bar is one it crosses;
+    measured against the light ground it was 91.4 px of 94."""
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(670_000_014)
+    assert info["scalebar"]["bar_px"] == 94.0
+    m = measure_bar(img, (404.7, 452.5, 497.9, 458.0))
+    assert abs(m.length_px - 94.0) <= 1.0, m
+
+
+def test_ground_boxed_in_by_a_bracket_is_not_the_bar():
+    """A dim 2-px line between tall bright ticks, the box cut at the ticks' bottom and at
+    the right tick: the dark ground under the line, between the ticks, is longer and more
+    elongated than the bracket cut at the box's end, and stands out from its ring (the
+    bracket); it is the crop's ground, and the bracket is measured (synthetic
+    700,000,093: 152 px of 159)."""
+    img = np.full((50, 220), 64.0)
+    img[15:37, 30:33] = 200.0  # left tick
+    img[15:37, 186:189] = 200.0  # right tick, the bar 159 px
+    img[24:27, 33:186] = 120.0  # the line
+    img = ndi_blur(img, 0.8)
+    m = measure_bar(img.astype(np.uint8), (30, 17, 185, 32))
+    assert abs(m.length_px - 159.0) <= 1.0 and m.polarity == "bright", m
+
+
+def ndi_blur(img, sigma):
+    from scipy import ndimage as ndi
+
+    return ndi.gaussian_filter(img, sigma)

@@ -1339,3 +1339,45 @@ def test_a_number_split_at_its_decimal_point_is_read_whole(seed, value_nm, bar_p
     r = read_scalebar(img, detector=load_detector())
     assert r is not None and r.value_nm == pytest.approx(value_nm), r
     assert abs(r.nm_per_px / (value_nm / bar_px) - 1) <= 0.02, (r.bar_px, r.text)
+
+
+def test_a_bracket_beside_its_label_is_measured_along_its_line_not_across_its_tick():
+    """Synthetic 740,000,014: a vertical 48-px bracket, its ticks pointing left, "1µm"
+    beside its top.  The label's rows, masked in the search, cut the bracket; the top tick
+    left above them was measured as a 16-px horizontal bar (2.9 times the scale, confidence
+    0.52).  The line through the tick's end is the bar."""
+    truth, r = _read_sample(740_000_014)
+    assert (truth["text"], truth["bar_px"], truth["orientation"]) == ("1µm", 48.0, "vertical")
+    assert r is not None and r.value_nm == 1000, r
+    assert abs(r.nm_per_px / (1000 / 48) - 1) <= 0.02, (r.nm_per_px, r.bar_px, r.bar_bbox)
+
+
+def test_bar_of_tick_needs_a_line_twice_the_tick_long():
+    """:func:`_bar_of_tick` on a short horizontal bar: with a vertical line through its end
+    (a bracket's tick) the line is measured; with only a short stroke there, or none, it
+    gives nothing."""
+    from micrometry.calibrate.scalebar.measure import measure_bar
+    from micrometry.calibrate.scalebar.read import _bar_of_tick
+
+    img = np.full((120, 80), 40, np.uint8)
+    img[20:22, 20:36] = 230  # the tick, 16 px
+    img[20:84, 34:36] = 230  # the line down from its end, 64 px
+    tick = measure_bar(img, (18, 18, 38, 24), orientation="h")
+    assert tick.orientation == "h" and abs(tick.length_px - 16) <= 0.5, tick
+    bar = _bar_of_tick(img, tick)
+    assert bar is not None and bar.orientation == "v" and abs(bar.length_px - 64) <= 0.5, bar
+    img[40:84, 34:36] = 40  # now the stroke down is 20 px: not twice the tick's length beyond it
+    assert _bar_of_tick(img, tick) is None
+    img[20:40, 34:36] = 40
+    assert _bar_of_tick(img, tick) is None
+
+
+@pytest.mark.parametrize("seed, text, value_nm, bar_px", [(710_000_148, "100 NM", 100, 91.0),
+                                                          (740_000_044, "20 NM", 20, 59.0)])
+def test_a_unit_in_capitals_is_scored_in_capitals(seed, text, value_nm, bar_px):
+    """A 9-px "100 NM" read by PP-OCR as such: its units were scored in lower case only, and
+    a capital "NM" was likelier an "A" than an "nm" (read in Å, 10 times too small)."""
+    truth, r = _read_sample(seed)
+    assert (truth["text"], truth["bar_px"]) == (text, bar_px)
+    assert r is not None and r.value_nm == value_nm and r.unit == "nm", r
+    assert abs(r.nm_per_px / (value_nm / bar_px) - 1) <= 0.02, (r.nm_per_px, r.bar_px)

@@ -58,6 +58,8 @@ _SHARP_TOL = 0.1  # an end column this close to empty/full (relative coverage) i
 _IN_WINDOW = 2  # columns inside the run that may be partial
 _OUTLINE_PX = 4  # a frame this close to a bar's ends is its outline
 _GROW_ATTEMPTS = 3  # times a box is grown along a bar that runs into its end
+_END_ROOM = _OUT_WINDOW + 5  # px of ground wanted beyond a bar's end (its background window's far side)
+_PATCH_SHARE = 0.2  # share of the ring on each side of a bar a patch it crosses must hold
 _TICK_CLEAR = 0.05  # a row where the line's ink is below this share of the ink contrast is clear of it
 _TICK_FLANK = 4  # columns each side of a tick within which its blurred ink lies
 _TICK_SHARP_SPREAD = 1.2  # columns over 0.1 of a tick's peak beyond its width at peak level: more is blurred
@@ -265,7 +267,15 @@ def _contrast_weight(crop: np.ndarray, cand: _Candidate, grey_range: float) -> f
     contrast is a fraction of the bar's.
     """
     bar, bg = _levels(crop, cand.mask, cand.polarity)
-    contrast = (bar - bg) if cand.polarity == "bright" else (bg - bar)
+    sign = 1.0 if cand.polarity == "bright" else -1.0
+    contrast = sign * (bar - bg)
+    # and against the ground of the crop away from it: a stretch of ground boxed in by a
+    # bracket (below a ticked line, between its ticks, cut by the box's side) has the
+    # bracket for its ring, and stands out from that, but is the ground (EMPS-synthetic
+    # 700,000,093: measured 152 px of a 159-px bracket at confidence 0.59)
+    away = ~ndi.binary_dilation(cand.mask, structure=_EIGHT, iterations=2)
+    if away.sum() >= 10:
+        contrast = min(contrast, sign * (bar - float(np.median(crop[away]))))
     return float(np.clip(contrast / (0.25 * grey_range), 0.0, 1.0))
 
 
@@ -333,7 +343,20 @@ def _levels(crop: np.ndarray, mask: np.ndarray, polarity: str) -> tuple[float, f
             near_pop = float(np.median(hi_pop if sign > 0 else lo_pop))
             far_pop = float(np.median(lo_pop if sign > 0 else hi_pop))
             full = sign * (bar - bg)
-            if full > 0 and abs(near_pop - far_pop) > 0.25 * full and sign * (bar - near_pop) >= 0.3 * full:
+            # a patch the bar crosses lies on both of its sides; one on a single side (the
+            # ground outside the box the bar is drawn in, beyond the box's edge) is not the
+            # bar's background (EMPS-synthetic 670000014: a blurred white bar 2 px inside a
+            # black box's edge was measured against the light ground above it, 2.7 px short)
+            ring_rows, ring_cols = np.divmod(np.flatnonzero(ring), mask.shape[1])
+            bar_rows, bar_cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            along = (ring_cols >= bar_cols[0]) & (ring_cols <= bar_cols[-1])
+            is_near = sign * (values - t) > 0
+            both_sides = all(
+                float(is_near[along & side].mean()) >= _PATCH_SHARE if (along & side).any() else True
+                for side in (ring_rows < bar_rows[0], ring_rows > bar_rows[-1])
+            )
+            if (full > 0 and abs(near_pop - far_pop) > 0.25 * full and sign * (bar - near_pop) >= 0.3 * full
+                    and both_sides):
                 bg = near_pop
             elif full <= 0 < sign * (bar - far_pop):
                 # most of the ring is as bright as the bar (a thin bar between the outline of
@@ -507,6 +530,86 @@ def _blurred_tick_ends(
     return left, right, n
 
 
+def _end_tick(sel: np.ndarray, line_rows: tuple[int, int]) -> tuple[int, int, int] | None:
+    """(top row, bottom row + 1, width) of the tick at the right end of `sel`'s ink, or ``None``.
+
+    A tick is ink in the last `_OUT_WINDOW` + 1 columns reaching both above and below the
+    line's rows ``[line_rows[0], line_rows[1])``.
+    """
+    cols = np.flatnonzero(sel.any(axis=0))
+    end = sel[:, max(int(cols[-1]) - _OUT_WINDOW, 0): int(cols[-1]) + 1]
+    rows = np.flatnonzero(end.any(axis=1))
+    if rows.size == 0 or rows[0] >= line_rows[0] or rows[-1] < line_rows[1]:
+        return None
+    outside = end.copy()
+    outside[line_rows[0]: line_rows[1]] = False
+    return int(rows[0]), int(rows[-1]) + 1, int(outside.any(axis=0).sum())
+
+
+def _join_parted_ticks(ink: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Add to a bar's pixels an end tick that a gap of one column parts from its line.
+
+    Noise or resampling can break a 1-px line right before its tick; the tick is then a
+    component of its own, and the bar was measured from the line's end, a tick's width
+    and the gap short (EMPS-synthetic 640000086: 2 px of 136).  A component beyond that
+    gap is taken for the tick only when it mirrors the tick at the bar's other end: the
+    same rows within a pixel, reaching above and below the line, and at most a pixel
+    wider; glyphs of a label beside the bar do not match a tick that way.
+
+    Parameters
+    ----------
+    ink : (H, W) bool
+        Pixels at the bar's level (coverage >= 0.5) in the crop, the bar along columns.
+    sel : (H, W) bool
+        The bar's pixels found so far.
+
+    Returns
+    -------
+    sel : (H, W) bool
+        `sel`, with any parted tick added.
+    gap_cols : (W,) bool
+        The gap's columns, which the coverage run must bridge.
+    """
+    gap_cols = np.zeros(sel.shape[1], bool)
+    row_count = sel.sum(axis=1)
+    if row_count.max() == 0:
+        return sel, gap_cols
+    line = np.flatnonzero(row_count >= 0.5 * row_count.max())
+    line_rows = (int(line[0]), int(line[-1]) + 1)
+    lab, n = ndi.label(ink & ~sel, structure=_EIGHT)
+    if n == 0:
+        return sel, gap_cols
+    out = sel.copy()
+    for flip in (False, True):
+        s = sel[:, ::-1] if flip else sel
+        la = lab[:, ::-1] if flip else lab
+        other = _end_tick(s, line_rows)  # the tick at the end away from the gap
+        cols = np.flatnonzero(s.any(axis=0))
+        first = int(cols[0])
+        if other is None or first < 3:
+            continue
+        # a component ending just before the gap column first - 1
+        for k in np.unique(la[:, max(first - 2 - _OUT_WINDOW, 0): first - 1]):
+            if k == 0:
+                continue
+            comp = la == k
+            c = np.flatnonzero(comp.any(axis=0))
+            r = np.flatnonzero(comp.any(axis=1))
+            if int(c[-1]) != first - 2:
+                continue
+            if abs(int(r[0]) - other[0]) > 1 or abs(int(r[-1]) + 1 - other[1]) > 1:
+                continue
+            if c.size > other[2] + 1 or r[0] >= line_rows[0] or r[-1] < line_rows[1]:
+                continue
+            if flip:
+                out[:, ::-1][comp] = True
+                gap_cols[::-1][first - 1] = True
+            else:
+                out[comp] = True
+                gap_cols[first - 1] = True
+    return out, gap_cols
+
+
 def _measure_frame(crop: np.ndarray, cand: _Candidate, ink: Callable[[], tuple[float, float]] | None = None) -> dict:
     """Measure the chosen candidate in the bar frame (bar along columns)."""
     h, w = crop.shape
@@ -527,6 +630,9 @@ def _measure_frame(crop: np.ndarray, cand: _Candidate, ink: Callable[[], tuple[f
     lab, _ = ndi.label((cover >= 0.5) & grow, structure=_EIGHT)
     ids = np.unique(lab[cand.mask & (lab > 0)])
     sel = np.isin(lab, ids) if ids.size else cand.mask
+    gap_cols = np.zeros(w, bool)
+    if not cand.ruler:
+        sel, gap_cols = _join_parted_ticks(cover >= 0.5, sel)
 
     # the bar's rows: those holding at least half of the fullest row (ticks and
     # touching glyphs excluded), +- 1 row for anti-aliased edges; all rows for a ruler
@@ -547,7 +653,7 @@ def _measure_frame(crop: np.ndarray, cand: _Candidate, ink: Callable[[], tuple[f
         plateau = float(np.median(profile[a:b][profile[a:b] > 0]))
     else:
         plateau = float(np.median(profile[cols.min(): cols.max() + 1]))
-        on = profile >= 0.5 * plateau
+        on = (profile >= 0.5 * plateau) | gap_cols
         runs_lab, n_runs = ndi.label(on)
         if n_runs == 0:
             raise BarNotFoundError("empty coverage profile")
@@ -623,6 +729,24 @@ def _measure_box(
     return orient, cand, _measure_frame(frame, cand, ink)
 
 
+def _same_object(old: _Candidate, old_origin: tuple[int, int], new: _Candidate, new_origin: tuple[int, int],
+                 orient: str) -> bool:
+    """Whether `new`, found in a crop grown along the bar's axis from `old`'s, is the same
+    object: it holds at least half of `old`'s pixels and spans the same rows across the
+    axis within a pixel (not the bar merged with the glyphs beside it at another level).
+    Both are in `orient`'s frame of crops whose top-left corners are at image ``(x, y)``
+    `old_origin` and `new_origin` (the same across the axis)."""
+    def flat(c: _Candidate, origin: tuple[int, int]) -> np.ndarray:
+        rr, cc = np.nonzero(c.mask)
+        if orient == "v":
+            rr, cc = cc, rr
+        return (rr + origin[1]).astype(np.int64) * (1 << 20) + cc + origin[0]
+    a = flat(old, old_origin)
+    if a.size == 0 or abs(new.bounds[0] - old.bounds[0]) > 1 or abs(new.bounds[1] - old.bounds[1]) > 1:
+        return False
+    return float(np.isin(a, flat(new, new_origin)).mean()) >= 0.5
+
+
 def measure_bar(
     image, box, *, orientation: str | None = None, polarity: str | None = None, pad_px: int = 3
 ) -> BarMeasurement:
@@ -685,24 +809,31 @@ def measure_bar(
     xa, ya = max(xa - pad_px, 0), max(ya - pad_px, 0)
     xb, yb = min(xb + pad_px, w_img), min(yb + pad_px, h_img)
     forced = orientation
+    prev = None  # the last measurement, kept when growing for room picks another object
     for attempt in range(_GROW_ATTEMPTS + 1):
         orient, cand, res = _measure_box(arr, (xa, ya, xb, yb), forced, box, polarity, ink)
+        if prev is not None and prev[4] and not _same_object(prev[1], prev[3][:2], cand, (xa, ya), orient):
+            orient, cand, res, (xa, ya, xb, yb) = prev[:4]
+            break
         forced = orient
         if attempt == _GROW_ATTEMPTS:
             break
-        # a bar that runs into the end of the box: look further along the axis, twice as
-        # far each time (8, 16, 32 px)
+        # a bar that runs into the end of the box: look further along the axis, twice as far
+        # each time (8, 16, 32 px); also a bar with less than `_END_ROOM` px of ground before
+        # an end (where its end's background and a tick's flanks are read), as long as the
+        # bar found then is the same object
+        lo, hi, n = (xa, xb, w_img) if orient == "h" else (ya, yb, h_img)
         grow = max(8, pad_px) * 2**attempt
+        cut = (res["a"] <= 0 and lo > 0) or (res["b"] >= hi - lo and hi < n)
+        lo_open, hi_open = res["a"] < _END_ROOM and lo > 0, (hi - lo) - res["b"] < _END_ROOM and hi < n
+        if not (lo_open or hi_open):
+            break
+        prev = (orient, cand, res, (xa, ya, xb, yb), not cut)
+        lo, hi = (max(lo - grow, 0) if lo_open else lo), (min(hi + grow, n) if hi_open else hi)
         if orient == "h":
-            lo_open, hi_open = res["a"] <= 0 and xa > 0, res["b"] >= xb - xa and xb < w_img
-            if not (lo_open or hi_open):
-                break
-            xa, xb = (max(xa - grow, 0) if lo_open else xa), (min(xb + grow, w_img) if hi_open else xb)
+            xa, xb = lo, hi
         else:
-            lo_open, hi_open = res["a"] <= 0 and ya > 0, res["b"] >= yb - ya and yb < h_img
-            if not (lo_open or hi_open):
-                break
-            ya, yb = (max(ya - grow, 0) if lo_open else ya), (min(yb + grow, h_img) if hi_open else yb)
+            ya, yb = lo, hi
 
     if orient == "h":
         bbox = (xa + res["a"], ya + res["r0"], xa + res["b"], ya + res["r1"])

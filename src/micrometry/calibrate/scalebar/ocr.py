@@ -630,8 +630,11 @@ def _join_split_labels(hits: list, accept: Callable[[str], bool]) -> list:
 #: e^-4 of nm), and PP-OCR reads a small ``nm`` as ``mm`` now and then.
 UNIT_LOG_PRIOR: dict[str, float] = {"nm": 0.0, "um": 0.0, "mm": -4.0, "A": -3.0}
 # "pm" and "pum" count as µm, as in parse_scale_label
+# and in capitals ("100 NM", "2 UM"): scored in lower case only, a capital "NM" was more
+# likely an "A" than an "nm" (EMPS-synthetic 710,000,148 and 740,000,044, read in Å)
 _UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
-    "nm": ("nm",), "um": ("\u03bcm", "um", "\u00b5m", "pm", "pum"), "mm": ("mm",), "A": ("\u00c5", "A"),
+    "nm": ("nm", "NM"), "um": ("\u03bcm", "um", "\u00b5m", "pm", "pum", "UM"), "mm": ("mm", "MM"),
+    "A": ("\u00c5", "A"),
 }
 
 

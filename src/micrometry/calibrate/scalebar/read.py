@@ -1037,6 +1037,11 @@ def _bar_candidates(image: np.ndarray, text_box, frames: bool = True,
                 grown = _grown_to(box, m)
                 if _placement_cost(grown, text_box) is not None:
                     box = grown
+            if m is not None and m.length_px < 3 * th:
+                bar = _bar_of_tick(image, m)
+                placed = None if bar is None else _placement_cost(bar.bbox, text_box)
+                if placed is not None:
+                    (cost, gap), box, m = placed, bar.bbox, bar
             if not _is_component(m, box, text_box, against_label, glyph_polarity):
                 if m is not None and m.polarity == polarity:
                     continue
@@ -1096,6 +1101,48 @@ def _end_in(labels: np.ndarray, lab: int, masked: np.ndarray, box) -> bool:
     rows = slice(r0, r1)
     return bool((c0 > 0 and ((labels[rows, c0] == lab) & masked[rows, c0 - 1]).any())
                 or (c1 < masked.shape[1] and ((labels[rows, c1 - 1] == lab) & masked[rows, c1]).any()))
+
+
+def _bar_of_tick(image: np.ndarray, m: BarMeasurement) -> BarMeasurement | None:
+    """The longer bar that a short measured bar `m` is an end tick of, measured, or None.
+
+    A bracket-shaped bar (a line with end ticks) beside its label on the label's rows
+    is cut there by the label's masked rows; the tick left above or below them was
+    measured as a bar across the real one (EMPS-synthetic 740,000,014: a vertical
+    48-px bracket, its 16-px top tick level with "1 µm", read at 2.9 times the scale).
+    A line of ink at the bar's level through one of `m`'s ends, at right angles to it
+    and reaching at least twice `m`'s length beyond its rows, is that bar.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    level = (m.bar_level + m.background_level) / 2
+    ink = img > level if m.polarity == "bright" else img < level
+    x0, y0, x1, y1 = m.bbox
+    if m.orientation == "v":  # along columns in the transposed frame
+        ink, (x0, y0, x1, y1) = ink.T, (y0, x0, y1, x1)
+    n_rows = ink.shape[0]
+    best = None
+    for end in (range(x0, min(x0 + 4, x1)), range(max(x1 - 4, x0), x1)):
+        for c in end:
+            col = ink[:, c]
+            if not col[y0:y1].any():
+                continue
+            top, bottom = y0, y1
+            while top > 0 and col[top - 1]:
+                top -= 1
+            while bottom < n_rows and col[bottom]:
+                bottom += 1
+            if bottom - top >= 2 * m.length_px + (y1 - y0) and (best is None or bottom - top > best[2] - best[1]):
+                best = (c, top, bottom)
+    if best is None:
+        return None
+    c, top, bottom = best
+    box = (c - 3, top, c + 4, bottom)
+    if m.orientation == "v":
+        box = (top, c - 3, bottom, c + 4)
+    bar = _measure(image, _clip_box(*box, image.shape), m.polarity)
+    if bar is None or bar.orientation == m.orientation or bar.length_px < 2 * m.length_px:
+        return None
+    return bar
 
 
 def _grown_to(box, m: BarMeasurement) -> tuple:

@@ -407,3 +407,16 @@ def ndi_blur(img, sigma):
     from scipy import ndimage as ndi
 
     return ndi.gaussian_filter(img, sigma)
+
+
+def test_growing_for_room_does_not_take_a_piece_of_the_bar():
+    """A ticked bar inside a thin outline box, its box ending 2 px beyond its ticks: grown
+    for room over the outline's sides, the box's grey levels changed and the bar found
+    started 48 px in (118 px of 160, EMPS-synthetic 710,000,062).  A bar found in a grown
+    box must reach as far along as the one before."""
+    from micrometry.train.scalebar_detector import render_detector_sample
+
+    img, _, info = render_detector_sample(710_000_062)
+    assert info["scalebar"]["bar_px"] == 160.0
+    m = measure_bar(img, (10, 362, 174, 380))
+    assert abs(m.length_px - 160.0) <= 1.0, m

@@ -733,7 +733,8 @@ def _same_object(old: _Candidate, old_origin: tuple[int, int], new: _Candidate, 
                  orient: str) -> bool:
     """Whether `new`, found in a crop grown along the bar's axis from `old`'s, is the same
     object: it holds at least half of `old`'s pixels and spans the same rows across the
-    axis within a pixel (not the bar merged with the glyphs beside it at another level).
+    axis within a pixel or half its thickness (not the bar merged with the glyphs beside it
+    at another level).
     Both are in `orient`'s frame of crops whose top-left corners are at image ``(x, y)``
     `old_origin` and `new_origin` (the same across the axis)."""
     def flat(c: _Candidate, origin: tuple[int, int]) -> np.ndarray:
@@ -742,7 +743,15 @@ def _same_object(old: _Candidate, old_origin: tuple[int, int], new: _Candidate, 
             rr, cc = cc, rr
         return (rr + origin[1]).astype(np.int64) * (1 << 20) + cc + origin[0]
     a = flat(old, old_origin)
-    if a.size == 0 or abs(new.bounds[0] - old.bounds[0]) > 1 or abs(new.bounds[1] - old.bounds[1]) > 1:
+    tol = max(1, (old.bounds[1] - old.bounds[0]) // 2)  # a blurred tick's tip may join at another level
+    if a.size == 0 or abs(new.bounds[0] - old.bounds[0]) > tol or abs(new.bounds[1] - old.bounds[1]) > tol:
+        return False
+    # and reaches along the axis as far as `old` did, within 2 px: not a piece of it (a
+    # ticked bar inside an outline box, grown over the box's sides, was cut at another
+    # threshold: 118 px of 160, EMPS-synthetic 710,000,062)
+    along_old, along_new = old_origin[orient == "v"], new_origin[orient == "v"]
+    if (new.bounds[2] + along_new > old.bounds[2] + along_old + 2
+            or new.bounds[3] + along_new < old.bounds[3] + along_old - 2):
         return False
     return float(np.isin(a, flat(new, new_origin)).mean()) >= 0.5
 
@@ -819,17 +828,19 @@ def measure_bar(
         if attempt == _GROW_ATTEMPTS:
             break
         # a bar that runs into the end of the box: look further along the axis, twice as far
-        # each time (8, 16, 32 px); also a bar with less than `_END_ROOM` px of ground before
-        # an end (where its end's background and a tick's flanks are read), as long as the
-        # bar found then is the same object
+        # each time (8, 16, 32 px); a bar with less than `_END_ROOM` px of ground before an
+        # end (where its end's background and a tick's flanks are read): just that much
+        # further (more would take in other objects, which change the crop's grey levels),
+        # as long as the bar found then is the same object
         lo, hi, n = (xa, xb, w_img) if orient == "h" else (ya, yb, h_img)
         grow = max(8, pad_px) * 2**attempt
-        cut = (res["a"] <= 0 and lo > 0) or (res["b"] >= hi - lo and hi < n)
-        lo_open, hi_open = res["a"] < _END_ROOM and lo > 0, (hi - lo) - res["b"] < _END_ROOM and hi < n
-        if not (lo_open or hi_open):
+        room_lo, room_hi = res["a"], (hi - lo) - res["b"]
+        cut_lo, cut_hi = room_lo <= 0 and lo > 0, room_hi <= 0 and hi < n
+        if not ((room_lo < _END_ROOM and lo > 0) or (room_hi < _END_ROOM and hi < n)):
             break
-        prev = (orient, cand, res, (xa, ya, xb, yb), not cut)
-        lo, hi = (max(lo - grow, 0) if lo_open else lo), (min(hi + grow, n) if hi_open else hi)
+        prev = (orient, cand, res, (xa, ya, xb, yb), not (cut_lo or cut_hi))
+        lo = max(lo - (grow if cut_lo else max(_END_ROOM - room_lo, 0)), 0)
+        hi = min(hi + (grow if cut_hi else max(_END_ROOM - room_hi, 0)), n)
         if orient == "h":
             xa, xb = lo, hi
         else:

@@ -1352,23 +1352,33 @@ def test_a_bracket_beside_its_label_is_measured_along_its_line_not_across_its_ti
     assert abs(r.nm_per_px / (1000 / 48) - 1) <= 0.02, (r.nm_per_px, r.bar_px, r.bar_bbox)
 
 
-def test_bar_of_tick_needs_a_line_twice_the_tick_long():
+def test_bar_of_tick_needs_a_bracket():
     """:func:`_bar_of_tick` on a short horizontal bar: with a vertical line through its end
-    (a bracket's tick) the line is measured; with only a short stroke there, or none, it
-    gives nothing."""
+    and a tick as long at the line's other end (a bracket) the line is measured; not with
+    only a short stroke there, nor without the other tick, nor when the short bar's far end
+    meets a line too (the top edge of an outline box, synthetic 640,000,178)."""
     from micrometry.calibrate.scalebar.measure import measure_bar
     from micrometry.calibrate.scalebar.read import _bar_of_tick
 
-    img = np.full((120, 80), 40, np.uint8)
-    img[20:22, 20:36] = 230  # the tick, 16 px
-    img[20:84, 34:36] = 230  # the line down from its end, 64 px
+    def bracket():
+        img = np.full((120, 80), 40, np.uint8)
+        img[20:22, 20:36] = 230  # the top tick, 16 px
+        img[20:84, 34:36] = 230  # the line down from its end, 64 px
+        img[82:84, 20:36] = 230  # the bottom tick
+        return img
+
+    img = bracket()
     tick = measure_bar(img, (18, 18, 38, 24), orientation="h")
     assert tick.orientation == "h" and abs(tick.length_px - 16) <= 0.5, tick
     bar = _bar_of_tick(img, tick)
     assert bar is not None and bar.orientation == "v" and abs(bar.length_px - 64) <= 0.5, bar
-    img[40:84, 34:36] = 40  # now the stroke down is 20 px: not twice the tick's length beyond it
+    img[82:84, 20:34] = 40  # no bottom tick
     assert _bar_of_tick(img, tick) is None
-    img[20:40, 34:36] = 40
+    img = bracket()
+    img[40:84, 34:36] = 40  # the stroke down is 20 px: not twice the tick's length beyond it
+    assert _bar_of_tick(img, tick) is None
+    img = bracket()
+    img[20:84, 20:22] = 230  # a closed box: the top edge's far end meets a side
     assert _bar_of_tick(img, tick) is None
 
 

@@ -8,7 +8,7 @@ and nothing else.
 
 STAGE_VERSIONS: dict[str, str] = {
     "ingest": "1",
-    "calibrate": "10",
+    "calibrate": "11",
     "segment": "2",
     "measure": "1",
     "qc": "1",

@@ -1110,8 +1110,9 @@ def _bar_of_tick(image: np.ndarray, m: BarMeasurement) -> BarMeasurement | None:
     is cut there by the label's masked rows; the tick left above or below them was
     measured as a bar across the real one (EMPS-synthetic 740,000,014: a vertical
     48-px bracket, its 16-px top tick level with "1 µm", read at 2.9 times the scale).
-    A line of ink at the bar's level through one of `m`'s ends, at right angles to it
-    and reaching at least twice `m`'s length beyond its rows, is that bar.
+    A line of ink at the bar's level through one of `m`'s ends, at right angles to it,
+    reaching at least twice `m`'s length beyond its rows and with a tick of about `m`'s
+    length at its other end, is that bar.
     """
     img = np.asarray(image, dtype=np.float64)
     level = (m.bar_level + m.background_level) / 2
@@ -1136,6 +1137,31 @@ def _bar_of_tick(image: np.ndarray, m: BarMeasurement) -> BarMeasurement | None:
     if best is None:
         return None
     c, top, bottom = best
+    # a bracket's tick ends free and its other end has a tick as long, pointing the same way;
+    # an outline box's edge meets another side at its far end too (EMPS-synthetic 640,000,178:
+    # the box's top edge and its 294-px side, for a 251-px bar inside it)
+    step = -1 if abs(c - x0) > abs(c - (x1 - 1)) else 1  # from the line towards the tick's far end
+    far_end = x0 if step < 0 else x1 - 1
+    for k in range(max(far_end - 3, 0), min(far_end + 4, ink.shape[1])):
+        col = ink[:, k]
+        if not col[y0:y1].any():
+            continue
+        t, b = y0, y1
+        while t > 0 and col[t - 1]:
+            t -= 1
+        while b < n_rows and col[b]:
+            b += 1
+        if b - t >= 0.5 * (bottom - top):
+            return None
+    far_rows = range(max(bottom - 4, top), bottom) if abs(y0 - top) < abs(bottom - y1) else range(top, min(top + 4, bottom))
+    run = 0
+    for r in far_rows:
+        n, k = 0, c
+        while 0 <= k < ink.shape[1] and ink[r, k]:
+            n, k = n + 1, k + step
+        run = max(run, n)
+    if not 0.5 * m.length_px <= run <= 2.0 * m.length_px:
+        return None
     box = (c - 3, top, c + 4, bottom)
     if m.orientation == "v":
         box = (top, c - 3, bottom, c + 4)

@@ -59,7 +59,7 @@ _IN_WINDOW = 2  # columns inside the run that may be partial
 _OUTLINE_PX = 4  # a frame this close to a bar's ends is its outline
 _GROW_ATTEMPTS = 3  # times a box is grown along a bar that runs into its end
 _END_ROOM = _OUT_WINDOW + 5  # px of ground wanted beyond a bar's end (its background window's far side)
-_PATCH_SHARE = 0.2  # share of the ring on each side of a bar a patch it crosses must hold
+_PATCH_OVERLAP = 0.5  # a patch a bar crosses: the columns where it lies above and below overlap this much
 _TICK_CLEAR = 0.05  # a row where the line's ink is below this share of the ink contrast is clear of it
 _TICK_FLANK = 4  # columns each side of a tick within which its blurred ink lies
 _TICK_SHARP_SPREAD = 1.2  # columns over 0.1 of a tick's peak beyond its width at peak level: more is blurred
@@ -343,18 +343,22 @@ def _levels(crop: np.ndarray, mask: np.ndarray, polarity: str) -> tuple[float, f
             near_pop = float(np.median(hi_pop if sign > 0 else lo_pop))
             far_pop = float(np.median(lo_pop if sign > 0 else hi_pop))
             full = sign * (bar - bg)
-            # a patch the bar crosses lies on both of its sides; one on a single side (the
-            # ground outside the box the bar is drawn in, beyond the box's edge) is not the
-            # bar's background (EMPS-synthetic 670000014: a blurred white bar 2 px inside a
-            # black box's edge was measured against the light ground above it, 2.7 px short)
+            # a patch the bar crosses lies on both of its sides, over the same stretch of it
+            # (EMPS 0a55e7c93f: its last 10 px of 56 on a light patch); one on a single side
+            # (the ground outside the box the bar is drawn in, beyond the box's edge, and a
+            # glyph's top on the other) is not the bar's background (EMPS-synthetic
+            # 670,000,014: a blurred white bar 2 px inside a black box's edge was measured
+            # against the light ground above it, 2.7 px short)
             ring_rows, ring_cols = np.divmod(np.flatnonzero(ring), mask.shape[1])
             bar_rows, bar_cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
             along = (ring_cols >= bar_cols[0]) & (ring_cols <= bar_cols[-1])
-            is_near = sign * (values - t) > 0
-            both_sides = all(
-                float(is_near[along & side].mean()) >= _PATCH_SHARE if (along & side).any() else True
-                for side in (ring_rows < bar_rows[0], ring_rows > bar_rows[-1])
-            )
+            near_along = along & (sign * (values - t) > 0)
+            above, below = ring_rows < bar_rows[0], ring_rows > bar_rows[-1]
+            both_sides = True
+            seen = [len(set(ring_cols[along & side])) >= 0.5 * bar_cols.size for side in (above, below)]
+            if all(seen):  # (a side the crop cuts off is not judged)
+                cols_above, cols_below = set(ring_cols[near_along & above]), set(ring_cols[near_along & below])
+                both_sides = len(cols_above & cols_below) >= _PATCH_OVERLAP * max(len(cols_above | cols_below), 1)
             if (full > 0 and abs(near_pop - far_pop) > 0.25 * full and sign * (bar - near_pop) >= 0.3 * full
                     and both_sides):
                 bg = near_pop

@@ -34,6 +34,15 @@ gives it: some margin, maybe part of the label), :func:`measure_bar`
    across the tick's rows divided by the contrast of the image's extreme grey
    level (``_tick_edge``; method ``'ticks'``).
 
+Two checks come around these steps.  An end tick that one missing pixel parts
+from its line is joined to it when it mirrors the tick at the other end
+(``_join_parted_ticks``).  A box whose bar runs into its end is grown along
+the bar (8, 16, 32 px); one that leaves less than ``_END_ROOM`` px of ground
+beyond an end, where that end's background and a tick's flanks are read, is
+grown by the missing pixels, and the grown box's measurement is kept only if
+it is the same bar with its ends within half a pixel (``_same_object``,
+``_covers``).
+
 All coordinates are in image pixels, with the origin at the top left corner
 of the top left pixel: a pixel ``[r, c]`` covers ``[c, c + 1) x [r, r + 1)``.
 """

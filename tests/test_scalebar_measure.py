@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage as ndi
 
 from micrometry.calibrate.scalebar.measure import BarMeasurement, BarNotFoundError, measure_bar
 from micrometry.train.realdata import emps_dir
@@ -80,6 +81,10 @@ def grow(box, px):
 
 def to_uint8(img):
     return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+
+
+def ndi_blur(img, sigma):
+    return ndi.gaussian_filter(img, sigma)
 
 
 def jpeg(img, quality=70):
@@ -402,11 +407,6 @@ def test_ground_boxed_in_by_a_bracket_is_not_the_bar():
     m = measure_bar(img.astype(np.uint8), (30, 17, 185, 32))
     assert abs(m.length_px - 159.0) <= 1.0 and m.polarity == "bright", m
 
-
-def ndi_blur(img, sigma):
-    from scipy import ndimage as ndi
-
-    return ndi.gaussian_filter(img, sigma)
 
 
 def test_growing_for_room_does_not_take_a_piece_of_the_bar():

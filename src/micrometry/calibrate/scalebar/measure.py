@@ -53,6 +53,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -589,16 +590,18 @@ def _join_parted_ticks(ink: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np
         return sel, gap_cols
     line = np.flatnonzero(row_count >= 0.5 * row_count.max())
     line_rows = (int(line[0]), int(line[-1]) + 1)
+    # the tick at the end away from each possible gap (the right end, then the left)
+    others = [_end_tick(s, line_rows) for s in (sel, sel[:, ::-1])]
+    if others == [None, None]:
+        return sel, gap_cols  # no tick to mirror: nothing to label (the common case)
     lab, n = ndi.label(ink & ~sel, structure=_EIGHT)
     if n == 0:
         return sel, gap_cols
     out = sel.copy()
-    for flip in (False, True):
+    for flip, other in zip((False, True), others):
         s = sel[:, ::-1] if flip else sel
         la = lab[:, ::-1] if flip else lab
-        other = _end_tick(s, line_rows)  # the tick at the end away from the gap
-        cols = np.flatnonzero(s.any(axis=0))
-        first = int(cols[0])
+        first = int(np.flatnonzero(s.any(axis=0))[0])
         if other is None or first < 3:
             continue
         # a component ending just before the gap column first - 1
@@ -742,6 +745,18 @@ def _measure_box(
     return orient, cand, _measure_frame(frame, cand, ink)
 
 
+class _Attempt(NamedTuple):
+    """One measurement of :func:`measure_bar` in a crop; `for_room`: the crop is about to be
+    grown for room only (the bar did not run into its end), so the grown crop's bar must be
+    the same one with the same ends (:func:`_same_object`, :func:`_covers`)."""
+
+    orient: str
+    cand: _Candidate
+    res: dict
+    crop_box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the image
+    for_room: bool
+
+
 def _covers(res: dict, old: dict, shift: int) -> bool:
     """Whether the bar measured as `res` spans the one measured as `old` within half a pixel
     at each end (2 px where more of its ends are now placed from blurred ticks' ink), `old`'s
@@ -842,13 +857,13 @@ def measure_bar(
     xa, ya = max(xa - pad_px, 0), max(ya - pad_px, 0)
     xb, yb = min(xb + pad_px, w_img), min(yb + pad_px, h_img)
     forced = orientation
-    prev = None  # the last measurement, kept when growing for room picks another object
+    prev: _Attempt | None = None  # the measurement before the box was last grown
     for attempt in range(_GROW_ATTEMPTS + 1):
         orient, cand, res = _measure_box(arr, (xa, ya, xb, yb), forced, box, polarity, ink)
-        if prev is not None and prev[4] and not (
-                _same_object(prev[1], prev[3][:2], cand, (xa, ya), orient)
-                and _covers(res, prev[2], (xa, ya)[orient == "v"] - prev[3][orient == "v"])):
-            orient, cand, res, (xa, ya, xb, yb) = prev[:4]
+        if prev is not None and prev.for_room and not (
+                _same_object(prev.cand, prev.crop_box[:2], cand, (xa, ya), orient)
+                and _covers(res, prev.res, (xa, ya)[orient == "v"] - prev.crop_box[orient == "v"])):
+            orient, cand, res, (xa, ya, xb, yb) = prev.orient, prev.cand, prev.res, prev.crop_box
             break
         forced = orient
         if attempt == _GROW_ATTEMPTS:
@@ -864,7 +879,7 @@ def measure_bar(
         cut_lo, cut_hi = room_lo <= 0 and lo > 0, room_hi <= 0 and hi < n
         if not ((room_lo < _END_ROOM and lo > 0) or (room_hi < _END_ROOM and hi < n)):
             break
-        prev = (orient, cand, res, (xa, ya, xb, yb), not (cut_lo or cut_hi))
+        prev = _Attempt(orient, cand, res, (xa, ya, xb, yb), for_room=not (cut_lo or cut_hi))
         lo = max(lo - (grow if cut_lo else max(_END_ROOM - room_lo, 0)), 0)
         hi = min(hi + (grow if cut_hi else max(_END_ROOM - room_hi, 0)), n)
         if orient == "h":

@@ -1103,6 +1103,17 @@ def _end_in(labels: np.ndarray, lab: int, masked: np.ndarray, box) -> bool:
                 or (c1 < masked.shape[1] and ((labels[rows, c1 - 1] == lab) & masked[rows, c1]).any()))
 
 
+def _runs_across(ink: np.ndarray, cols, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+    """For columns `cols` of a boolean (H, W) `ink`, the rows ``[top, bottom)`` of the run of
+    ink through rows ``[y0, y1)``: from the inked rows there on, unbroken, up and down.  A
+    column without ink in ``[y0, y1)`` gets an empty run (``top == bottom == y0``)."""
+    cols = np.asarray(cols, dtype=np.intp)
+    up = _unbroken(ink[:y0, cols][::-1].T) if y0 > 0 else np.zeros(cols.size, np.intp)
+    down = _unbroken(ink[y1:, cols].T) if y1 < ink.shape[0] else np.zeros(cols.size, np.intp)
+    inked = ink[y0:y1, cols].any(axis=0)
+    return np.where(inked, y0 - up, y0), np.where(inked, y1 + down, y0)
+
+
 def _bar_of_tick(image: np.ndarray, m: BarMeasurement) -> BarMeasurement | None:
     """The longer bar that a short measured bar `m` is an end tick of, measured, or None.
 
@@ -1112,59 +1123,42 @@ def _bar_of_tick(image: np.ndarray, m: BarMeasurement) -> BarMeasurement | None:
     48-px bracket, its 16-px top tick level with "1 µm", read at 2.9 times the scale).
     A line of ink at the bar's level through one of `m`'s ends, at right angles to it,
     reaching at least twice `m`'s length beyond its rows and with a tick of about `m`'s
-    length at its other end, is that bar.
+    length at its other end, is that bar.  Only a strip of the image across `m`'s extent
+    (and twice its length beyond each end) is thresholded.
     """
-    img = np.asarray(image, dtype=np.float64)
-    level = (m.bar_level + m.background_level) / 2
-    ink = img > level if m.polarity == "bright" else img < level
     x0, y0, x1, y1 = m.bbox
-    if m.orientation == "v":  # along columns in the transposed frame
-        ink, (x0, y0, x1, y1) = ink.T, (y0, x0, y1, x1)
-    n_rows = ink.shape[0]
-    best = None
-    for end in (range(x0, min(x0 + 4, x1)), range(max(x1 - 4, x0), x1)):
-        for c in end:
-            col = ink[:, c]
-            if not col[y0:y1].any():
-                continue
-            top, bottom = y0, y1
-            while top > 0 and col[top - 1]:
-                top -= 1
-            while bottom < n_rows and col[bottom]:
-                bottom += 1
-            if bottom - top >= 2 * m.length_px + (y1 - y0) and (best is None or bottom - top > best[2] - best[1]):
-                best = (c, top, bottom)
-    if best is None:
+    img = np.asarray(image)
+    if m.orientation == "v":  # `m` along the rows of the transposed image
+        img, (x0, y0, x1, y1) = img.T, (y0, x0, y1, x1)
+    reach = int(2 * m.length_px) + 4
+    lo = max(x0 - reach, 0)
+    level = (m.bar_level + m.background_level) / 2
+    strip = img[:, lo: x1 + reach]
+    ink = strip > level if m.polarity == "bright" else strip < level
+    x0, x1 = x0 - lo, x1 - lo
+    # the longest run across `m`'s rows in its first and last 4 columns
+    cols = sorted(set(range(x0, min(x0 + 4, x1))) | set(range(max(x1 - 4, x0), x1)))
+    tops, bottoms = _runs_across(ink, cols, y0, y1)
+    k = int(np.argmax(bottoms - tops))
+    c, top, bottom = cols[k], int(tops[k]), int(bottoms[k])
+    if bottom - top < 2 * m.length_px + (y1 - y0):
         return None
-    c, top, bottom = best
     # a bracket's tick ends free and its other end has a tick as long, pointing the same way;
     # an outline box's edge meets another side at its far end too (EMPS-synthetic 640,000,178:
     # the box's top edge and its 294-px side, for a 251-px bar inside it)
     step = -1 if abs(c - x0) > abs(c - (x1 - 1)) else 1  # from the line towards the tick's far end
     far_end = x0 if step < 0 else x1 - 1
-    for k in range(max(far_end - 3, 0), min(far_end + 4, ink.shape[1])):
-        col = ink[:, k]
-        if not col[y0:y1].any():
-            continue
-        t, b = y0, y1
-        while t > 0 and col[t - 1]:
-            t -= 1
-        while b < n_rows and col[b]:
-            b += 1
-        if b - t >= 0.5 * (bottom - top):
-            return None
-    far_rows = range(max(bottom - 4, top), bottom) if abs(y0 - top) < abs(bottom - y1) else range(top, min(top + 4, bottom))
-    run = 0
-    for r in far_rows:
-        n, k = 0, c
-        while 0 <= k < ink.shape[1] and ink[r, k]:
-            n, k = n + 1, k + step
-        run = max(run, n)
+    far_tops, far_bottoms = _runs_across(ink, range(max(far_end - 3, 0), min(far_end + 4, ink.shape[1])), y0, y1)
+    if (far_bottoms - far_tops >= 0.5 * (bottom - top)).any():
+        return None
+    far_rows = slice(max(bottom - 4, top), bottom) if abs(y0 - top) < abs(bottom - y1) else slice(top, min(top + 4, bottom))
+    along = ink[far_rows, c:] if step > 0 else ink[far_rows, : c + 1][:, ::-1]
+    run = int(_unbroken(along).max()) if along.size else 0
     if not 0.5 * m.length_px <= run <= 2.0 * m.length_px:
         return None
-    box = (c - 3, top, c + 4, bottom)
+    box = (lo + c - 3, top, lo + c + 4, bottom)
     if m.orientation == "v":
-        box = (top, c - 3, bottom, c + 4)
+        box = (top, lo + c - 3, bottom, lo + c + 4)
     bar = _measure(image, _clip_box(*box, image.shape), m.polarity)
     if bar is None or bar.orientation == m.orientation or bar.length_px < 2 * m.length_px:
         return None
